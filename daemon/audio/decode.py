@@ -1,0 +1,128 @@
+"""Decoding: any file the installed ffmpeg reads → mono float32 at the analysis rate, plus a `Track`.
+
+ffmpeg runs as a subprocess with an argument list (ffmpeg-python), never through a shell. Limits are
+checked before and after decoding so a bad file fails fast with one clear line. This module must not
+compute features or know about styles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+
+from daemon.errors import AudioError
+
+#: analysis sample rate (Hz): enough for the 20 kHz treble band's lower part and cheap to analyse
+ANALYSIS_RATE = 22050
+
+
+@dataclass(frozen=True)
+class AudioLimits:
+    """What input the pipeline accepts; the service takes these from afx.toml."""
+
+    min_duration_s: float = 1.0  # shorter tracks are refused
+    max_duration_s: float = 20 * 60.0  # longer tracks are refused
+    max_file_bytes: int = 2 * 1024**3  # larger files are refused before decoding
+
+
+@dataclass(frozen=True)
+class Track:
+    """An input track: its identity is the content hash, not the name."""
+
+    path: Path
+    sha256: str
+    duration_s: float
+    sample_rate: int  # the analysis rate the samples were decoded at
+    peak: float  # largest absolute sample before any rescaling (decoded Vorbis can exceed 1.0)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": str(self.path), "sha256": self.sha256, "duration_s": round(self.duration_s, 6),
+                "sample_rate": self.sample_rate}
+
+
+def ffmpeg_binary(name: str = "ffmpeg") -> str:
+    """The path of ffmpeg/ffprobe, or an AudioError saying how to install it."""
+    found = shutil.which(name)
+    if found is None:
+        raise AudioError(f"{name} was not found on PATH", hint="install it: sudo apt-get install -y ffmpeg",
+                         transient=False)
+    return found
+
+
+def file_sha256(path: Path, *, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def decode_audio(path: str | Path, *, sample_rate: int = ANALYSIS_RATE,
+                 limits: AudioLimits = AudioLimits()) -> tuple[Track, np.ndarray]:
+    """Decode `path` to mono float32 at `sample_rate`; returns the Track and its samples in [-1, 1]."""
+    path = Path(path)
+    _check_file(path, limits)
+    binary = ffmpeg_binary("ffmpeg")
+    sha = file_sha256(path)
+    try:
+        out, _ = (
+            ffmpeg.input(str(path))
+            .output("pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=sample_rate, vn=None, sn=None)
+            .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+            .run(cmd=binary, capture_stdout=True, capture_stderr=True)
+        )
+    except ffmpeg.Error as e:
+        tail = _tail(e.stderr)
+        raise AudioError(f"ffmpeg could not decode this file ({_first_line(tail)})", path=path,
+                         hint="check it plays in a media player; re-export it as FLAC, WAV, MP3 or Ogg",
+                         stderr_tail=tail) from e
+    samples = np.frombuffer(out, dtype=np.float32).copy()
+    if samples.size == 0:
+        raise AudioError("no audio stream could be decoded", path=path,
+                         hint="the file may be empty, truncated or not audio; re-export it")
+    samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(np.max(np.abs(samples)))
+    if peak > 1.0:
+        # Lossy decoders overshoot full scale; scaling (not clipping) keeps the waveform's shape.
+        samples /= peak
+    duration = samples.size / sample_rate
+    _check_duration(path, duration, limits)
+    return Track(path=path, sha256=sha, duration_s=duration, sample_rate=sample_rate, peak=peak), samples
+
+
+def _check_file(path: Path, limits: AudioLimits) -> None:
+    if not path.exists():
+        raise AudioError("file not found", path=path, hint="check the path")
+    if not path.is_file():
+        raise AudioError("not a regular file", path=path, hint="give an audio file, not a folder or device")
+    size = path.stat().st_size
+    if size == 0:
+        raise AudioError("file is empty (0 bytes)", path=path, hint="the copy may have failed; copy it again")
+    if size > limits.max_file_bytes:
+        raise AudioError(f"file is {size / 1e6:.0f} MB, above the limit of {limits.max_file_bytes / 1e6:.0f} MB",
+                         path=path, hint="raise limits.max_file_bytes in afx.toml or compress the file")
+
+
+def _check_duration(path: Path, duration: float, limits: AudioLimits) -> None:
+    if duration < limits.min_duration_s:
+        raise AudioError(f"track is {duration:.2f} s long, below the minimum of {limits.min_duration_s:g} s",
+                         path=path, hint="use a longer track or lower limits.min_duration_s in afx.toml")
+    if duration > limits.max_duration_s:
+        raise AudioError(f"track is {duration:.0f} s long, above the maximum of {limits.max_duration_s:g} s",
+                         path=path, hint="split the track or raise limits.max_duration_s in afx.toml")
+
+
+def _tail(stderr: bytes | None, lines: int = 12) -> str:
+    text = (stderr or b"").decode("utf-8", "replace").strip()
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:160] if lines else "no output"

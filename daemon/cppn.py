@@ -1,0 +1,169 @@
+"""The CPPN and THE input encoder: the only code that turns pixels, time and audio into network input.
+
+Training and rendering both call `InputEncoder` — a style trained on one encoding and rendered with
+another is the classic bug of this field (the prototype trained on [-π, π] and rendered on [-0.5, 0.5]).
+
+Coordinates keep the aspect ratio: the shorter side spans [-coord_scale, coord_scale] and the longer side
+extends proportionally, at pixel centres. So a 256×144 training frame and a 1280×720 video frame sample
+the same continuous field, only more densely; nothing is ever stretched.
+
+The input splits into a *spatial* part (x, y, r: fixed per resolution) and a *temporal* part (t and the
+audio features: fixed per frame). The first layer is linear, so W·[s; a] + b = (W_s·s + b) + W_a·a: the
+spatial half is computed once per resolution and broadcast over frames. `forward_concat` evaluates the same
+weights on the concatenated input, the way the prototype did; both give the same frames.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from daemon.tables import bounds
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "sin": torch.sin,
+    "cos": torch.cos,
+    "gaussian": lambda x: torch.exp(-x * x),
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "relu": torch.relu,
+    "softplus": nn.functional.softplus,
+}
+
+SPATIAL_INPUTS = ("x", "y", "r")
+TIME_INPUTS = ("t",)
+
+
+@dataclass(frozen=True)
+class CPPNConfig:
+    """Shape of the network; everything needed to rebuild it from a style folder."""
+
+    width: int = 128  # units per hidden layer (the roadmap's winner: 128)
+    depth: int = 4  # hidden layers, each followed by the next activation of the cycle
+    activations: tuple[str, ...] = ("sin", "cos", "gaussian", "tanh")  # cycled over the hidden layers
+    spatial_gain: float = 3.0  # Xavier gain of the first layer's spatial half (higher: finer shapes)
+    audio_gain: float = 0.5  # Xavier gain of the first layer's time/audio half (lower: calmer motion)
+    hidden_gain: float = 3.0  # Xavier gain of the hidden layers (the prototype's 5.0 gives noise)
+    output_gain: float = 3.0  # Xavier gain of the RGB layer (higher: stronger contrast)
+
+
+NETWORK_LIMITS = {
+    "width": bounds(lo=8, hi=1024),
+    "depth": bounds(lo=1, hi=16),
+    "activations": bounds(choices=tuple(ACTIVATIONS), max_len=16),
+}
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """How coordinates, time and features are scaled into network input (stored with every style)."""
+
+    coord_scale: float = 1.0  # the shorter image side spans [-coord_scale, coord_scale]
+    time_scale: float = 1.0  # t runs from -time_scale to +time_scale over a track
+    feature_scale: float = 1.0  # multiplies the normalised features (each in (-1, 1))
+
+
+class InputEncoder:
+    """Builds the CPPN's input for training and rendering alike."""
+
+    def __init__(self, config: EncoderConfig, n_features: int) -> None:
+        self.config = config
+        self.n_features = n_features
+
+    @property
+    def n_spatial(self) -> int:
+        return len(SPATIAL_INPUTS)
+
+    @property
+    def n_temporal(self) -> int:
+        return len(TIME_INPUTS) + self.n_features
+
+    def spatial(self, width: int, height: int, *, device: torch.device | str = "cpu",
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """[height × width, 3]: x, y, r at pixel centres, row-major, aspect kept."""
+        short = min(width, height)
+        s = self.config.coord_scale
+        xs = (torch.arange(width, device=device, dtype=torch.float64) + 0.5 - width / 2) * (2 * s / short)
+        ys = (torch.arange(height, device=device, dtype=torch.float64) + 0.5 - height / 2) * (2 * s / short)
+        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        rr = torch.sqrt(xx * xx + yy * yy)
+        return torch.stack([xx, yy, rr], dim=-1).reshape(-1, 3).to(dtype)
+
+    def temporal(self, position: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """[B, 1 + F]: t from the position in the track (0 → 1), then the scaled features."""
+        if features.shape[-1] != self.n_features:
+            raise ValueError(f"expected {self.n_features} features per frame, got {features.shape[-1]}")
+        t = (position.to(features.dtype) * 2.0 - 1.0) * self.config.time_scale
+        return torch.cat([t[:, None], features * self.config.feature_scale], dim=1)
+
+    @staticmethod
+    def positions(n_frames: int, *, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Position in the track (0 → 1) of every frame."""
+        return torch.arange(n_frames, device=device, dtype=torch.float32) / max(n_frames - 1, 1)
+
+    @staticmethod
+    def concat(spatial: torch.Tensor, temporal: torch.Tensor) -> torch.Tensor:
+        """The full input [B, P, 3 + 1 + F], as a network without the split would take it."""
+        b, p = temporal.shape[0], spatial.shape[0]
+        return torch.cat([spatial[None].expand(b, p, -1), temporal[:, None].expand(b, p, -1)], dim=-1)
+
+
+class CPPN(nn.Module):
+    """Coordinate network: (spatial, temporal) → RGB in [0, 1]."""
+
+    def __init__(self, config: CPPNConfig, *, n_spatial: int, n_temporal: int) -> None:
+        super().__init__()
+        for name in config.activations:
+            if name not in ACTIVATIONS:
+                raise ValueError(f"unknown activation '{name}'")
+        self.config = config
+        self.spatial_in = nn.Linear(n_spatial, config.width)
+        self.temporal_in = nn.Linear(n_temporal, config.width, bias=False)
+        self.hidden = nn.ModuleList(nn.Linear(config.width, config.width) for _ in range(config.depth - 1))
+        self.rgb = nn.Linear(config.width, 3)
+        self._acts = [ACTIVATIONS[config.activations[i % len(config.activations)]] for i in range(config.depth)]
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Xavier-uniform weights with the configured gains, zero biases, drawn from `generator`."""
+        def xavier(w: torch.Tensor, gain: float) -> None:
+            fan_out, fan_in = w.shape
+            bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+            with torch.no_grad():
+                w.copy_(torch.rand(w.shape, generator=generator) * 2 * bound - bound)
+
+        xavier(self.spatial_in.weight, self.config.spatial_gain)
+        xavier(self.temporal_in.weight, self.config.audio_gain)
+        for layer in self.hidden:
+            xavier(layer.weight, self.config.hidden_gain)
+        xavier(self.rgb.weight, self.config.output_gain)
+        for bias in [self.spatial_in.bias, *(layer.bias for layer in self.hidden), self.rgb.bias]:
+            nn.init.zeros_(bias)
+
+    def spatial_pre(self, spatial: torch.Tensor) -> torch.Tensor:
+        """The first layer's spatial half with its bias, [P, width]: compute once per resolution."""
+        return self.spatial_in(spatial)
+
+    def temporal_pre(self, temporal: torch.Tensor) -> torch.Tensor:
+        """The first layer's time/audio half, [B, width]: compute once per frame."""
+        return self.temporal_in(temporal)
+
+    def from_pre(self, pre: torch.Tensor) -> torch.Tensor:
+        """Everything after the first layer's matmul: [..., width] → RGB [..., 3]."""
+        h = self._acts[0](pre)
+        for i, layer in enumerate(self.hidden, start=1):
+            h = self._acts[i](layer(h))
+        return torch.sigmoid(self.rgb(h))
+
+    def forward(self, spatial: torch.Tensor, temporal: torch.Tensor) -> torch.Tensor:
+        """[P, S] spatial and [B, T] temporal input → [B, P, 3]."""
+        pre = self.spatial_pre(spatial)[None] + self.temporal_pre(temporal)[:, None]
+        return self.from_pre(pre)
+
+    def forward_concat(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The same network on a concatenated input [..., S + T] (the unsplit reference path)."""
+        weight = torch.cat([self.spatial_in.weight, self.temporal_in.weight], dim=1)
+        return self.from_pre(nn.functional.linear(inputs, weight, self.spatial_in.bias))

@@ -1,0 +1,103 @@
+"""The style library: `library/<name>/<id>/` style folders; the newest version of a name is its default.
+
+Listing, lookup and versions live here; building previews and the mood board page is `daemon.board`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from daemon.errors import StyleError
+from daemon.style import STYLE_FILE, Style, random_style
+
+
+def safe_name(name: str) -> str:
+    """A style or track name as a safe folder name: ASCII letters, digits, '-', '_', '.'; no leading dot."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_name).strip("-.")
+    return cleaned[:100] or "unnamed"
+
+
+@dataclass(frozen=True)
+class StyleEntry:
+    """One version of a style in the library, read from its style.json without loading weights."""
+
+    name: str
+    style_id: str
+    folder: Path
+    meta: dict[str, Any]
+
+    @property
+    def created(self) -> str:
+        return str(self.meta.get("created", ""))
+
+
+class Library:
+    """A folder of styles, one subfolder per name, one sub-subfolder per version id."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def folder_for(self, name: str, style_id: str) -> Path:
+        return self.root / safe_name(name) / style_id
+
+    def entries(self) -> list[StyleEntry]:
+        """Every version of every style, newest first within a name."""
+        found: list[StyleEntry] = []
+        if not self.root.is_dir():
+            return found
+        for meta_path in sorted(self.root.glob(f"*/*/{STYLE_FILE}")):
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (OSError, ValueError):
+                continue
+            found.append(StyleEntry(meta.get("name", meta_path.parent.parent.name), meta.get("id", ""),
+                                    meta_path.parent, meta))
+        found.sort(key=lambda e: e.created, reverse=True)
+        found.sort(key=lambda e: e.name)  # stable: newest first within each name
+        return found
+
+    def versions(self, name: str) -> list[StyleEntry]:
+        return [e for e in self.entries() if e.name == name or e.folder.parent.name == safe_name(name)]
+
+    def newest(self, name: str) -> StyleEntry | None:
+        versions = self.versions(name)
+        return versions[0] if versions else None
+
+    def has(self, name: str, style_id: str) -> bool:
+        return (self.folder_for(name, style_id) / STYLE_FILE).is_file()
+
+    def load(self, name: str, style_id: str | None = None) -> Style:
+        if style_id is not None:
+            return Style.load(self.folder_for(name, style_id))
+        entry = self.newest(name)
+        if entry is None:
+            known = sorted({e.name for e in self.entries()})
+            raise StyleError(f"no style named '{name}' in the library", path=self.root,
+                             hint=f"train it with `afx train specs/{name}.toml`"
+                                  + (f"; known styles: {', '.join(known)}" if known else ""))
+        return Style.load(entry.folder)
+
+
+def resolve_style(ref: str, *, library: Library) -> Style:
+    """`random:SEED`, a style folder (or a library name folder), or a library style name."""
+    if ref.startswith("random:"):
+        seed_text = ref.removeprefix("random:")
+        if not seed_text.lstrip("-").isdigit():
+            raise StyleError(f"'{ref}' is not random:SEED with an integer seed", hint="e.g. --style random:7")
+        return random_style(int(seed_text))
+    path = Path(ref)
+    if path.is_dir():
+        if (path / STYLE_FILE).is_file():
+            return Style.load(path)
+        versions = Library(path.parent).versions(path.name)
+        if versions:
+            return Style.load(versions[0].folder)
+        raise StyleError("folder is not a style (no style.json)", path=path,
+                         hint="give a folder written by `afx train`, a library style name or random:SEED")
+    return library.load(ref)

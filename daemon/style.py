@@ -1,0 +1,150 @@
+"""A style is a folder that describes itself: rebuilt from `style.json` and `weights.safetensors` alone.
+
+`style.json` holds the network config, the input encoder's config, the feature description (sets, column
+names, normalisation) and, for trained styles, the guidance model and the resolved spec. Weights are
+safetensors, never pickle. Saving writes a sibling scratch folder and renames it into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from daemon.audio.features import NORMALISATION, columns_for
+from daemon.cppn import CPPN, CPPNConfig, EncoderConfig, InputEncoder
+from daemon.errors import StyleError
+
+STYLE_SCHEMA = "afx.style/1"
+STYLE_FILE = "style.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+@dataclass(frozen=True)
+class FeatureDescription:
+    """Which audio features a style reads, in which order, normalised how."""
+
+    sets: tuple[str, ...] = ("fft",)
+    columns: tuple[str, ...] = ()
+    normalisation: str = NORMALISATION
+    reduction: dict[str, Any] | None = None  # per-set embedding reductions fitted at training time
+
+    @classmethod
+    def for_sets(cls, sets: tuple[str, ...]) -> FeatureDescription:
+        return cls(sets=tuple(sets), columns=columns_for(sets))
+
+
+@dataclass
+class Style:
+    """A CPPN with everything needed to feed it exactly as it was trained."""
+
+    name: str
+    style_id: str
+    network: CPPNConfig
+    encoder: EncoderConfig
+    features: FeatureDescription
+    model: CPPN
+    trained: bool = False
+    guidance: dict[str, Any] = field(default_factory=dict)  # clip_model, pretrained, trained_guidance
+    spec: dict[str, Any] | None = None
+    created: str = ""
+    folder: Path | None = None
+
+    @property
+    def input_encoder(self) -> InputEncoder:
+        return InputEncoder(self.encoder, len(self.features.columns))
+
+    def describe(self) -> dict[str, Any]:
+        """The style's section of a render report."""
+        return {
+            "name": self.name, "id": self.style_id, "trained": self.trained,
+            "clip_model": self.guidance.get("clip_model"), "pretrained": self.guidance.get("pretrained"),
+            "trained_guidance": self.guidance.get("trained_guidance", False),
+            "feature_sets": list(self.features.sets), "folder": str(self.folder) if self.folder else None,
+        }
+
+    def save(self, folder: Path) -> Path:
+        """Write the style to `folder` atomically (scratch sibling, then rename); returns the folder."""
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
+        try:
+            self.write_into(scratch)
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(scratch, folder)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        self.folder = folder
+        return folder
+
+    def write_into(self, folder: Path) -> None:
+        """Write style.json and the weights into an existing folder (no atomicity)."""
+        meta = {
+            "schema": STYLE_SCHEMA, "name": self.name, "id": self.style_id, "trained": self.trained,
+            "network": asdict(self.network), "encoder": asdict(self.encoder), "features": asdict(self.features),
+            "guidance": self.guidance, "spec": self.spec, "created": self.created,
+        }
+        (folder / STYLE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_FILE), metadata={"style_id": self.style_id})
+
+    @classmethod
+    def load(cls, folder: Path) -> Style:
+        """Rebuild a style from its folder alone."""
+        folder = Path(folder)
+        meta_path, weights_path = folder / STYLE_FILE, folder / WEIGHTS_FILE
+        if not meta_path.is_file() or not weights_path.is_file():
+            raise StyleError("not a style folder (needs style.json and weights.safetensors)", path=folder,
+                             hint="train it with `afx train`, or give a library style name or random:SEED")
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("schema") != STYLE_SCHEMA:
+                raise StyleError(f"unsupported style schema {meta.get('schema')!r}", path=meta_path,
+                                 hint=f"this afx reads {STYLE_SCHEMA}; retrain the style")
+            net = meta["network"]
+            network = CPPNConfig(**{**net, "activations": tuple(net["activations"])})
+            encoder = EncoderConfig(**meta["encoder"])
+            feats = meta["features"]
+            features = FeatureDescription(sets=tuple(feats["sets"]), columns=tuple(feats["columns"]),
+                                          normalisation=feats["normalisation"], reduction=feats.get("reduction"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise StyleError(f"style.json is damaged ({e})", path=meta_path, hint="retrain the style") from e
+        model = build_model(network, InputEncoder(encoder, len(features.columns)))
+        try:
+            model.load_state_dict(load_file(str(weights_path)))
+        except (RuntimeError, OSError) as e:
+            raise StyleError(f"weights do not match style.json ({str(e).splitlines()[0]})", path=weights_path,
+                             hint="retrain the style") from e
+        model.eval()
+        return cls(name=meta["name"], style_id=meta["id"], network=network, encoder=encoder, features=features,
+                   model=model, trained=bool(meta.get("trained")), guidance=meta.get("guidance") or {},
+                   spec=meta.get("spec"), created=meta.get("created", ""), folder=folder)
+
+
+def build_model(network: CPPNConfig, encoder: InputEncoder, *, seed: int | None = None) -> CPPN:
+    """A CPPN sized for `encoder`; initialised from `seed` when given."""
+    model = CPPN(network, n_spatial=encoder.n_spatial, n_temporal=encoder.n_temporal)
+    if seed is not None:
+        model.reset_parameters(torch.Generator().manual_seed(seed))
+    return model
+
+
+def random_style(seed: int, *, network: CPPNConfig = CPPNConfig(), encoder: EncoderConfig = EncoderConfig(),
+                 sets: tuple[str, ...] = ("fft",)) -> Style:
+    """An untrained style with seeded random weights (`random:SEED`)."""
+    features = FeatureDescription.for_sets(sets)
+    model = build_model(network, InputEncoder(encoder, len(features.columns)), seed=seed)
+    material = json.dumps([seed, asdict(network), asdict(encoder), asdict(features)], sort_keys=True)
+    digest = hashlib.sha256(material.encode()).hexdigest()[:12]
+    return Style(name=f"random-{seed}", style_id=f"random-{seed}-{digest}", network=network, encoder=encoder,
+                 features=features, model=model.eval(), trained=False)
