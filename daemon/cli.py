@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from daemon import __version__
 from daemon.config import ServiceConfig, load_config
 from daemon.errors import AfxError
 from daemon.logs import configure_logging, get_logger
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="afx", description="Music in, CLIP-styled audio-reactive videos out.")
     parser.add_argument("--config", help="afx.toml to use (default: $AFX_CONFIG, else ./afx.toml if present)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging, tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"afx {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("render", help="render a track with a style to an MP4 and a JSON report")

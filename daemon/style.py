@@ -122,7 +122,7 @@ class Style:
         model = build_model(network, InputEncoder(encoder, len(features.columns)))
         try:
             model.load_state_dict(load_file(str(weights_path)))
-        except (RuntimeError, OSError) as e:
+        except Exception as e:  # safetensors raises its own SafetensorError for damaged files
             raise StyleError(f"weights do not match style.json ({str(e).splitlines()[0]})", path=weights_path,
                              hint="retrain the style") from e
         model.eval()

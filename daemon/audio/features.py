@@ -23,7 +23,8 @@ from daemon.errors import FeatureError
 N_FFT = 2048
 HOP = 512
 N_MELS = 128
-AMIN = 1e-10  # floor under powers before dB, so silence stays finite
+AMIN = 1e-10  # absolute floor under powers before dB, so silence stays finite
+TOP_DB = 80.0  # dB floor relative to the track's own peak: a gain change then shifts every value alike
 BEAT_DECAY_S = 0.15  # the beat column falls to 1/e this long after a beat
 NORMALISATION = "robust-z-tanh/1"  # median/MAD z-score, then tanh(z/2): bounded, gain-invariant on dB inputs
 
@@ -56,7 +57,7 @@ class Analysis:
     @functools.cached_property
     def mel_db(self) -> np.ndarray:
         mel = librosa.feature.melspectrogram(S=self.power, sr=self.sr, n_mels=N_MELS)
-        return librosa.power_to_db(mel, ref=1.0, amin=AMIN, top_db=None)
+        return librosa.power_to_db(mel, ref=1.0, amin=AMIN, top_db=TOP_DB)
 
     @functools.cached_property
     def onset(self) -> np.ndarray:
@@ -180,7 +181,9 @@ BANDS_HZ = {"bass": (20.0, 250.0), "mid": (250.0, 4000.0), "treble": (4000.0, 20
 
 
 def _db(x: np.ndarray) -> np.ndarray:
-    return 10.0 * np.log10(np.maximum(x, AMIN))
+    """Power in dB, floored TOP_DB below the series' own peak (an absolute floor would not be gain-invariant)."""
+    db = 10.0 * np.log10(np.maximum(x, AMIN))
+    return np.maximum(db, db.max() - TOP_DB)
 
 
 def _fft(a: Analysis) -> np.ndarray:

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Everything a fresh Debian machine with Python 3.11 needs to run afx: ffmpeg from Debian, a virtualenv in
+# .venv with torch 2.14.1 / torchvision 0.29.1 and the project (editable, with test extras). Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then
+  echo "bootstrap: installing ffmpeg from Debian"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+"$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "afx needs Python 3.11+"'
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+if ! .venv/bin/python -c 'import torch, torchvision' >/dev/null 2>&1; then
+  echo "bootstrap: installing torch 2.14.1 and torchvision 0.29.1"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+fi
+.venv/bin/pip install -q -e '.[test]'
+echo "bootstrap: ready ($(.venv/bin/afx --version 2>/dev/null || echo afx))"

@@ -1,0 +1,84 @@
+"""Feature timelines: row count and alignment, finiteness on silence, per-track normalisation, the cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from daemon.audio.cache import FeatureCache, cache_key
+from daemon.audio.decode import AudioLimits, decode_audio
+from daemon.audio.features import extract_features, frame_count
+from tests.conftest import SR, synth
+
+
+@pytest.mark.parametrize("seconds,fps", [(3.0, 30), (2.51, 24), (1.0, 25), (4.37, 60)])
+def test_one_row_per_video_frame(seconds, fps):
+    timeline = extract_features(synth(seconds), sr=SR, fps=fps, sets=["fft", "mfcc_chroma"])
+    assert timeline.n_frames == round(seconds * fps) == frame_count(seconds, fps)
+    assert timeline.values.shape == (timeline.n_frames, 9 + 25)
+    assert timeline.onset.shape == (timeline.n_frames,)
+    assert timeline.names[:3] == ("fft.bass", "fft.mid", "fft.treble")
+
+
+def test_rows_are_aligned_to_frame_times():
+    """Clicks every 0.5 s from 0.25 s: the flux peaks fall on the frames shown at those instants."""
+    fps = 30
+    timeline = extract_features(synth(4.0, kind="clicks"), sr=SR, fps=fps, sets=["fft"])
+    flux = timeline.values[:, timeline.names.index("fft.flux")]
+    for click in np.arange(0.25, 3.9, 0.5):
+        frame = int(round(click * fps))
+        window = flux[max(frame - 6, 0):frame + 7]
+        peak = max(frame - 6, 0) + int(np.argmax(window))
+        assert abs(peak - frame) <= 2, f"flux peak for the click at {click} s is at frame {peak}, not {frame}"
+    time = timeline.values[:, timeline.names.index("fft.time")]
+    assert time[0] == 0.0 and 0.98 < time[-1] <= 1.0 and np.all(np.diff(time) > 0)
+
+
+def test_silence_gives_finite_values():
+    timeline = extract_features(synth(2.0, kind="silence"), sr=SR, fps=30, sets=["fft", "mfcc_chroma"])
+    assert np.all(np.isfinite(timeline.values)) and np.all(np.isfinite(timeline.onset))
+    energy = timeline.values[:, [timeline.names.index(n) for n in ("fft.bass", "fft.rms", "fft.beat")]]
+    assert np.all(energy == 0.0)
+
+
+def test_normalisation_makes_quiet_and_loud_masters_alike():
+    loud = extract_features(synth(3.0, gain=0.9), sr=SR, fps=30, sets=["fft", "mfcc_chroma"])
+    quiet = extract_features(synth(3.0, gain=0.02), sr=SR, fps=30, sets=["fft", "mfcc_chroma"])
+    for name in ("fft.bass", "fft.mid", "fft.rms", "fft.centroid", "fft.flux"):
+        i = loud.names.index(name)
+        assert np.max(np.abs(loud.values[:, i] - quiet.values[:, i])) < 0.05, name
+    assert np.all(np.abs(loud.values) <= 1.0)
+    raw_spread = np.ptp(loud.values, axis=0)
+    assert np.all(raw_spread[[loud.names.index("fft.bass"), loud.names.index("fft.rms")]] > 0.5)
+
+
+def test_decoding_scales_samples_above_full_scale(make_wav):
+    path = make_wav("hot.wav", 2.0, gain=1.6)
+    track, samples = decode_audio(path)
+    assert track.peak == pytest.approx(1.6, rel=1e-3)
+    assert np.max(np.abs(samples)) == pytest.approx(1.0, rel=1e-4)
+    assert track.duration_s == pytest.approx(2.0, abs=1e-3)
+    assert len(track.sha256) == 64
+
+
+def test_cache_hits_by_content_and_settings(tmp_path, make_wav):
+    path = make_wav("a.wav", 2.0)
+    track, samples = decode_audio(path, limits=AudioLimits())
+    cache = FeatureCache(tmp_path / "cache")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return extract_features(samples, sr=SR, fps=30, sets=["fft"])
+
+    key = cache_key(track.sha256, sets=["fft"], fps=30, sample_rate=SR)
+    first, hit1 = cache.get_or_compute(key, compute)
+    second, hit2 = cache.get_or_compute(key, compute)
+    assert (hit1, hit2) == (False, True) and len(calls) == 1
+    np.testing.assert_array_equal(first.values, second.values)
+    assert second.names == first.names and second.normalisation == first.normalisation
+    assert cache_key(track.sha256, sets=["fft"], fps=24, sample_rate=SR) != key
+    assert cache_key(track.sha256, sets=["fft", "mfcc_chroma"], fps=30, sample_rate=SR) != key
+    (tmp_path / "cache" / f"{key}.npz").write_bytes(b"damaged")
+    _, hit3 = cache.get_or_compute(key, compute)
+    assert hit3 is False and len(calls) == 2

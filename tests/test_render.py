@@ -1,0 +1,73 @@
+"""A real render through ffmpeg: a playable MP4 with sound, the right length, and its report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from daemon.cli import main
+from daemon.encode import probe
+
+REPORT_KEYS = {
+    "track": {"path", "sha256", "duration_s", "sample_rate"},
+    "style": {"name", "id", "trained", "clip_model", "pretrained"},
+    "video": {"path", "width", "height", "fps", "frames", "duration_s", "bytes"},
+    "timing": {"features_s", "render_s", "total_s", "realtime_factor"},
+    "metrics": {"temporal_ssim_mean", "temporal_ssim_min", "audio_reactivity"},
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> tuple[Path, dict, Path]:
+    from tests.conftest import synth, write_wav
+
+    root = tmp_path_factory.mktemp("render")
+    audio = write_wav(root / "three seconds.wav", synth(3.0))
+    out = root / "out" / "video.mp4"
+    code = main(["render", str(audio), "--style", "random:5", "--size", "64x36", "--fps", "24", "-o", str(out)])
+    assert code == 0
+    return out, json.loads(out.with_suffix(".json").read_text()), audio
+
+
+def test_video_has_audio_and_matches_the_track_length(rendered):
+    out, _, _ = rendered
+    info = probe(out)
+    kinds = {s["codec_type"]: s for s in info["streams"]}
+    assert kinds["video"]["codec_name"] == "h264" and kinds["video"]["pix_fmt"] == "yuv420p"
+    assert (kinds["video"]["width"], kinds["video"]["height"]) == (64, 36)
+    assert kinds["audio"]["codec_name"] == "aac"
+    video_s = float(kinds["video"]["duration"])
+    assert abs(video_s - 3.0) <= 1 / 24, f"video lasts {video_s} s for 3 s of audio"
+    assert abs(float(kinds["audio"]["duration"]) - 3.0) < 0.05
+    # +faststart: the moov atom comes before the media data
+    head = out.read_bytes()[:4096]
+    assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))
+
+
+def test_report_fields(rendered):
+    out, report, audio = rendered
+    assert report["schema"] == "afx.report/1" and report["ok"] is True
+    for section, keys in REPORT_KEYS.items():
+        assert keys <= set(report[section]), f"{section} lacks {keys - set(report[section])}"
+    assert report["track"]["path"] == str(audio) and report["track"]["duration_s"] == pytest.approx(3.0, abs=1e-3)
+    assert report["video"]["frames"] == 72 and report["video"]["fps"] == 24
+    assert report["video"]["bytes"] == out.stat().st_size
+    assert report["style"]["trained"] is False and report["style"]["id"].startswith("random-5-")
+    assert report["timing"]["realtime_factor"] == pytest.approx(3.0 / report["timing"]["total_s"], rel=0.01)
+    m = report["metrics"]
+    assert 0.0 < m["temporal_ssim_min"] <= m["temporal_ssim_mean"] <= 1.0
+    assert -1.0 <= m["audio_reactivity"] <= 1.0
+    assert report["device"] == "cpu" and {"afx", "torch", "ffmpeg"} <= set(report["versions"])
+    assert not list(out.parent.glob(".*partial*")), "scratch files must be gone"
+
+
+def test_default_output_goes_to_renders(tmp_path, make_wav, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    audio = make_wav("My Song.wav", 1.5, kind="silence")  # silence renders fine too
+    assert main(["render", str(audio), "--style", "random:1", "--size", "32x18", "--fps", "10"]) == 0
+    video = tmp_path / "renders" / "My-Song" / "random-1.mp4"
+    assert video.is_file() and video.with_suffix(".json").is_file()
+    line = capsys.readouterr().out
+    assert "x real time" in line and str(video) in line
