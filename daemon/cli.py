@@ -107,6 +107,190 @@ def cmd_features(args: argparse.Namespace, config: ServiceConfig) -> int:
     return 0
 
 
+def cmd_spec_check(args: argparse.Namespace, config: ServiceConfig) -> int:
+    """Validate spec files (default: every specs/*.toml) without training; one line per file."""
+    from daemon.spec import load_spec, load_specs
+
+    files = [Path(f) for f in args.files] or _relative(sorted(config.path("specs").glob("*.toml")))
+    if not files:
+        print(f"no specs in {config.path('specs')}")
+        return 0
+    failed = 0
+    for path in files:
+        try:
+            spec = load_spec(path, limits=config.limits)
+            variants = load_specs(path, limits=config.limits)
+        except AfxError as e:
+            failed += 1
+            print(e.user_line())
+            continue
+        swept = [v for v in variants if v.variant]
+        print(f"ok {path} → style {spec.name} id {spec.style_id}"
+              + (f", sweep of {len(swept)} variants" if swept else ""))
+        for variant in swept:
+            print(f"   variant {variant.name} id {variant.style_id}")
+    return EXIT_ERROR if failed else 0
+
+
+def _relative(paths: list[Path]) -> list[Path]:
+    """Paths as the user would type them: relative to the working directory where they are inside it."""
+    cwd = Path.cwd()
+    return [p.relative_to(cwd) if p.is_relative_to(cwd) else p for p in paths]
+
+
+def cmd_train(args: argparse.Namespace, config: ServiceConfig) -> int:
+    from daemon.library import Library
+    from daemon.pipeline import audio_files, train_style
+    from daemon.spec import load_specs
+
+    library = Library(config.path("library"))
+    paths = [Path(p) for p in args.specs] or sorted(config.path("specs").glob("*.toml"))
+    if not paths:
+        print(f"no specs to train in {config.path('specs')}")
+        return 0
+    inbox = audio_files(config.path("inbox"))
+    for path in paths:
+        variants = load_specs(path, limits=config.limits)
+        trained = []
+        for spec in variants:
+            if library.has(spec.name, spec.style_id) and not args.force:
+                print(f"up to date: {spec.name} (id {spec.style_id}) — use --force to retrain")
+            else:
+                _train_one(spec, config, library=library, inbox=inbox, device=args.device or config.device,
+                           allow_download=not args.offline)
+            trained.append(spec)
+        if len(variants) > 1:
+            _sweep_report(path, trained, library, config, inbox)
+    return 0
+
+
+def _train_one(spec: Any, config: ServiceConfig, *, library: Any, inbox: list[Path], device: str,
+               allow_download: bool) -> None:
+    from daemon.pipeline import train_style
+
+    bar_update, bar_close = _progress(f"train {spec.name}", "step")
+
+    def on_step(record: Any, total: int) -> None:
+        bar_update(record.step, total)
+
+    try:
+        style = train_style(spec, library=library, ctx=audio_context(config), reference_tracks=inbox,
+                            device=device, checkpoint_dir=config.path("state") / "checkpoints" / spec.style_id,
+                            models_dir=config.path("models"), allow_download=allow_download, on_step=on_step)
+    finally:
+        bar_close()
+    t = style.training
+    warn = "" if style.guidance.get("trained_guidance") else " [UNTRAINED guidance model: similarity is meaningless]"
+    print(f"trained {style.name} (id {style.style_id}) with {style.guidance['clip_model']}: similarity "
+          f"{t['mean_similarity']}, {t['seconds']} s, {t['audio_source']} → {style.folder}{warn}")
+
+
+def _sweep_report(path: Path, variants: list[Any], library: Any, config: ServiceConfig, inbox: list[Path]) -> None:
+    from daemon.board import write_sweep_report
+    from daemon.library import safe_name
+    from daemon.pipeline import clip_metrics, comparison_timeline
+    from daemon.style import Style
+
+    rows = []
+    for spec in variants:
+        style = Style.load(library.folder_for(spec.name, spec.style_id))
+        timeline = comparison_timeline(spec, ctx=audio_context(config), fallback=inbox)
+        metrics = clip_metrics(style, timeline)
+        rows.append({"name": spec.name, "variant": spec.variant, "id": spec.style_id, "folder": str(style.folder),
+                     "similarity": style.training.get("mean_similarity"), "seconds": style.training.get("seconds"),
+                     "temporal_ssim_mean": metrics.get("temporal_ssim_mean"),
+                     "audio_reactivity": metrics.get("audio_reactivity"),
+                     "clip_model": style.guidance.get("clip_model"),
+                     "trained_guidance": style.guidance.get("trained_guidance", False)})
+    out = library.root / "_sweeps" / safe_name(path.name.split(".")[0])
+    pages = write_sweep_report(rows, out, title=f"sweep: {path.name}")
+    print(f"sweep comparison → {pages['html']} (+ {pages['json'].name}, {pages['sheet'].name})")
+
+
+def cmd_library(args: argparse.Namespace, config: ServiceConfig) -> int:
+    from daemon.library import Library
+
+    entries = Library(config.path("library")).entries()
+    if args.json:
+        print(json.dumps([{"name": e.name, "id": e.style_id, "folder": str(e.folder), **{
+            k: e.meta.get(k) for k in ("created", "guidance", "training")}} for e in entries], indent=2))
+        return 0
+    if not entries:
+        print(f"the library {config.path('library')} is empty: train a style with `afx train specs/NAME.toml`")
+        return 0
+    print(f"{'':2}{'name':<28}{'id':<18}{'CLIP model':<26}{'similarity':>11}{'train s':>9}  created")
+    previous = None
+    for e in entries:
+        g, t = e.meta.get("guidance") or {}, e.meta.get("training") or {}
+        model = f"{g.get('clip_model')}/{g.get('pretrained')}" + ("" if g.get("trained_guidance") else "*")
+        sim = t.get("mean_similarity")
+        newest = "▸ " if e.name != previous else "  "
+        previous = e.name
+        print(f"{newest}{e.name[:27]:<28}{e.style_id:<18}{model[:25]:<26}{'—' if sim is None else f'{sim:.4f}':>11}"
+              f"{t.get('seconds', '—'):>9}  {e.created[:16]}")
+    print("▸ newest version of a name (its default); * untrained guidance model")
+    return 0
+
+
+def cmd_models_fetch(args: argparse.Namespace, config: ServiceConfig) -> int:
+    from daemon.guidance import fetch_weights
+
+    folder = fetch_weights(args.model, args.tag, cache_dir=config.path("models"))
+    print(f"{args.model} ({args.tag}) is in the models cache {folder}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, config: ServiceConfig) -> int:
+    from daemon.config import config_path
+    from daemon.service.service import Service
+
+    configure_logging(json_lines=config.log_json, level="debug" if args.verbose else "info")
+    path = config_path(args.config)
+    return Service(config, config_file=path.resolve() if path else None).run()
+
+
+def cmd_status(args: argparse.Namespace, config: ServiceConfig) -> int:
+    from daemon.service.status import status_snapshot
+
+    snap = status_snapshot(config)
+    if args.json:
+        print(json.dumps(snap, indent=2, ensure_ascii=False))
+        return 0
+    svc, t, w = snap["service"], snap["totals"], snap["waiting"]
+    state = svc["state"] + (f" (pid {svc['pid']}, up {svc['uptime_s']:.0f} s)" if svc.get("uptime_s") is not None else "")
+    print(f"service: {state} — ledger {snap['ledger']}")
+    print(f"queue:   {t['queued']} queued ({w['backoff']} backing off, {w['blocked_by_training']} blocked by a failed"
+          f" training), {t['running']} running")
+    for r in snap["running"]:
+        progress = f"{r['done']}/{r['total']} ({r['percent']}%)" if r["percent"] is not None else "starting"
+        eta = f", ETA {r['eta_s']:.0f} s" if r["eta_s"] is not None else ""
+        print(f"  ▸ {r['job']} on {r['device']}: {progress}{eta}")
+    c = snap["counts"]
+    print(f"done:    {t['done']} ({c['train']['done']} trainings, {c['render']['done']} renders)   "
+          f"failed: {t['failed']}   bad input: {t['bad_input']}   superseded: {t['superseded']}")
+    for p in snap["problems"]:
+        print(f"problem: {p['error']} → {p['report']}")
+    if snap["errors"]:
+        print("last errors:")
+        for e in snap["errors"]:
+            print(f"  {e['time'] or ''} {e['job']} [{e['state']}]: {e['error']}")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace, config: ServiceConfig) -> int:
+    from daemon.service.status import retry_jobs
+
+    if not args.all and not args.target:
+        raise AfxError("say what to retry", hint="afx retry --all, afx retry TRACK, or afx retry STYLE")
+    jobs = retry_jobs(config, target=None if args.all else args.target, include_done=args.done)
+    if not jobs:
+        print("nothing to retry" + (f" for {args.target!r}" if args.target else ""))
+        return 1
+    for job in jobs:
+        print(f"requeued {job.label()} (was {job.state})")
+    return 0
+
+
 # ── parser and entry point ───────────────────────────────────────────────────────────────────────────────
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,6 +316,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="PNG path (default <audio stem>.features.png beside the audio)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("spec", help="style specs (specs/*.toml)")
+    spec_sub = p.add_subparsers(dest="spec_command", required=True, metavar="SPEC_COMMAND")
+    p = spec_sub.add_parser("check", help="validate specs without training; prints each style's id")
+    p.add_argument("files", nargs="*", help="spec files (default: every specs/*.toml)")
+    p.set_defaults(func=cmd_spec_check)
+    p = sub.add_parser("train", help="train the styles of specs into the library (skips unchanged ones)")
+    p.add_argument("specs", nargs="*", help="spec files (default: every specs/*.toml)")
+    p.add_argument("--force", action="store_true", help="retrain even when the library has this version")
+    p.add_argument("--device", help="auto | cpu | cuda (default from config: auto)")
+    p.add_argument("--offline", action="store_true", help="never try to download CLIP weights")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("library", help="list trained styles")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_library)
+
+    p = sub.add_parser("models", help="CLIP weights in the models cache")
+    models_sub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    p = models_sub.add_parser("fetch", help="download open_clip weights into the models cache (needs network)")
+    p.add_argument("model", help="open_clip model name, e.g. ViT-B-32")
+    p.add_argument("tag", help="pretrained tag, e.g. openai")
+    p.set_defaults(func=cmd_models_fetch)
+
+    p = sub.add_parser("run", help="the service: watch inbox/ and specs/, train and render everything assigned")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("status", help="the service's queue, running job, counts and last errors (from its ledger)")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("retry", help="requeue failed and bad-input jobs")
+    p.add_argument("target", nargs="?", help="a track (path, file name or stem) or a style name")
+    p.add_argument("--all", action="store_true", help="every failed and bad-input job")
+    p.add_argument("--done", action="store_true", help="also redo finished jobs that match")
+    p.set_defaults(func=cmd_retry)
     return parser
 
 

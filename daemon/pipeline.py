@@ -141,3 +141,165 @@ def device_name(device: Any) -> str:
     if getattr(device, "type", str(device)) == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return "cpu"
+
+
+# ── training ─────────────────────────────────────────────────────────────────────────────────────────────
+
+MAX_REFERENCE_TRACKS = 8  # features of more tracks add little variety and cost start-up time
+PREVIEW_SIZE = (384, 216)
+
+
+def reference_paths(spec: Any, fallback: Sequence[Path]) -> list[Path]:
+    """The spec's reference tracks (globs relative to its file), else `fallback` (e.g. the inbox's tracks)."""
+    if spec.audio.reference_tracks:
+        base = Path(spec.source).parent if spec.source else Path.cwd()
+        found: list[Path] = []
+        for pattern in spec.audio.reference_tracks:
+            matches = sorted(base.glob(pattern)) if any(c in pattern for c in "*?[") else [base / pattern]
+            found.extend(m for m in matches if m.is_file())
+        return found[:MAX_REFERENCE_TRACKS]
+    return [Path(p) for p in fallback][:MAX_REFERENCE_TRACKS]
+
+
+def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), reference_tracks: Sequence[Path] = (),
+                device: str = "auto", checkpoint_dir: Path | None = None, models_dir: Path | None = None,
+                allow_download: bool = True, on_step: Callable[..., None] | None = None,
+                should_stop: Callable[[], bool] | None = None) -> Style:
+    """Train `spec` into the library (library/<name>/<id>/ with previews and history); returns the Style.
+
+    Resumes from `checkpoint_dir`; raises daemon.train.TrainingInterrupted after checkpointing when
+    `should_stop()` turns true.
+    """
+    from daemon.board import write_mood_board
+    from daemon.guidance import load_guide
+    from daemon.logs import get_logger
+    from daemon.style import FeatureDescription
+    from daemon.train import clear_checkpoint, optimise
+
+    log = get_logger("afx.train").bind(style=spec.name, style_id=spec.style_id)
+    torch_device = resolve_device(device)
+    guide = load_guide(spec.training.clip_model, spec.training.pretrained, cache_dir=models_dir,
+                       device=torch_device, allow_download=allow_download)
+    timelines = reference_timelines(reference_paths(spec, reference_tracks), spec, ctx=ctx, log=log)
+    log.info("train.start", clip_model=guide.clip_model, pretrained=guide.pretrained,
+             trained_guidance=guide.trained, iterations=spec.training.iterations, device=str(torch_device),
+             reference_tracks=len(timelines))
+    result = optimise(spec, guide, timelines, device=torch_device, checkpoint_dir=checkpoint_dir,
+                      on_step=on_step, should_stop=should_stop)
+    final = result.final_similarity()
+    style = Style(name=spec.name, style_id=spec.style_id, network=spec.network, encoder=spec.encoder,
+                  features=FeatureDescription.for_sets(spec.audio.features), model=result.model, trained=True,
+                  guidance=guide.describe(), spec=spec.to_dict(), created=now_iso(),
+                  training={"final_similarity": final, "mean_similarity": _mean(final), "seconds": round(result.seconds, 2),
+                            "iterations": spec.training.iterations, "audio_source": result.audio_source,
+                            "resumed_from": result.resumed_from, "variant": spec.variant})
+    folder = library.folder_for(spec.name, spec.style_id)
+    style.save(folder, extras=lambda scratch: write_training_artifacts(scratch, style, result, timelines))
+    clear_checkpoint(checkpoint_dir)
+    write_mood_board(library)
+    log.info("train.done", seconds=round(result.seconds, 2), similarity=_mean(final),
+             trained_guidance=guide.trained, folder=str(folder))
+    return style
+
+
+def reference_timelines(paths: Sequence[Path], spec: Any, *, ctx: AudioContext, log: Any) -> list[FeatureTimeline]:
+    """Feature timelines of the reference tracks; a track that cannot be read is skipped with a warning."""
+    from daemon.errors import AfxError
+
+    timelines = []
+    for path in paths:
+        try:
+            timelines.append(track_features(path, spec.audio.features, fps=spec.render.fps, ctx=ctx)[1])
+        except AfxError as e:
+            log.warning("train.reference_skipped", track=str(path), error=e.user_line())
+    return timelines
+
+
+def write_training_artifacts(folder: Path, style: Style, result: Any, timelines: Sequence[FeatureTimeline]) -> None:
+    """training.json (history), curve.png (similarity per prompt over steps), preview.png (three moments)."""
+    from daemon.plots import plot_curves
+
+    history = [{"step": r.step, "loss": round(r.loss, 6), "similarity": {k: round(v, 6) for k, v in r.similarity.items()},
+                "temporal": round(r.temporal, 6), "lr": r.lr, "seconds": round(r.seconds, 3)} for r in result.history]
+    write_json_atomic(folder / "training.json", {
+        "style": style.name, "id": style.style_id, **style.guidance, **style.training, "history": history})
+    prompts = list(result.history[-1].similarity) if result.history else []
+    plot_curves([r.step for r in result.history], {p: [r.similarity[p] for r in result.history] for p in prompts},
+                folder / "curve.png", title=f"{style.name}: CLIP similarity"
+                + ("" if style.guidance.get("trained_guidance") else " (UNTRAINED guidance model)"),
+                ylabel="cosine similarity")
+    preview_image(style, timelines).save(folder / "preview.png")
+
+
+def preview_image(style: Style, timelines: Sequence[FeatureTimeline], *, size: tuple[int, int] = PREVIEW_SIZE) -> Any:
+    """Frames at three audio moments (25 %, 50 %, 75 % of the first reference track, or prior samples)."""
+    import torch
+    from PIL import Image
+
+    from daemon.render import RenderSettings, render_frames
+
+    timeline = moments_timeline(style, timelines)
+    settings = RenderSettings(width=size[0], height=size[1], fps=int(timeline.fps), device="cpu")
+    frames = torch.cat(list(render_frames(style, timeline, settings, device=torch.device("cpu"))))
+    strip = torch.cat(list(frames), dim=1).numpy()
+    return Image.fromarray(strip)
+
+
+def moments_timeline(style: Style, timelines: Sequence[FeatureTimeline]) -> FeatureTimeline:
+    """A three-row timeline: 25/50/75 % of the first reference track, or three draws from the prior."""
+    import torch
+
+    from daemon.train import TimeSampler
+
+    if timelines:
+        tl = timelines[0]
+        rows = [min(tl.n_frames - 1, int(tl.n_frames * f)) for f in (0.25, 0.5, 0.75)]
+        values, fps = tl.values[rows], tl.fps
+    else:
+        _, feats = TimeSampler([], style.features.sets).sample(3, torch.Generator().manual_seed(0))
+        values, fps = feats[0::2].numpy(), 30.0
+    return FeatureTimeline(sets=style.features.sets, names=style.features.columns, values=values.astype(np.float32),
+                           fps=fps, onset=np.zeros(3, dtype=np.float32), normalisation={})
+
+
+def comparison_timeline(spec: Any, *, ctx: AudioContext, fallback: Sequence[Path]) -> FeatureTimeline:
+    """What sweep variants are compared on: the first reference track, else a seeded walk through the prior."""
+    from daemon.logs import get_logger
+    from daemon.train import prior_walk
+
+    timelines = reference_timelines(reference_paths(spec, fallback)[:1], spec, ctx=ctx, log=get_logger("afx.sweep"))
+    return timelines[0] if timelines else prior_walk(spec.audio.features, n_frames=90, fps=spec.render.fps, seed=0)
+
+
+def clip_metrics(style: Style, timeline: FeatureTimeline | None, *, frames: int = 60,
+                 size: tuple[int, int] = (160, 90)) -> dict[str, Any]:
+    """Temporal SSIM and reactivity of a short low-resolution clip (for sweep comparisons)."""
+    import torch
+
+    from daemon.render import RenderSettings, render_frames
+
+    if timeline is None:
+        return {}
+    n = min(frames, timeline.n_frames)
+    settings = RenderSettings(width=size[0], height=size[1], fps=int(timeline.fps), device="cpu")
+    metrics = TemporalMetrics(n)
+    for batch in render_frames(style, timeline, settings, device=torch.device("cpu"), stop=n):
+        metrics.update(batch)
+    return metrics.result(timeline.onset[:n])
+
+
+def _mean(values: dict[str, float]) -> float | None:
+    positive = [v for k, v in values.items() if not k.startswith("not: ")]
+    return round(float(np.mean(positive)), 6) if positive else None
+
+
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".mod", ".xm", ".s3m",
+                            ".it", ".aiff", ".aif", ".wma", ".mka", ".webm"})
+
+
+def audio_files(folder: Path) -> list[Path]:
+    """Audio files directly in `folder` (by suffix; hidden and partial names skipped), sorted."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "~"))
+                  and p.suffix.lower() in AUDIO_SUFFIXES)

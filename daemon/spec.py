@@ -159,7 +159,7 @@ _TOP_KEYS = ("name", "prompts", "negative_prompts", "tracks", *_TABLES, "sweep")
 def load_spec(path: Path, *, limits: Limits = Limits()) -> StyleSpec:
     """Read and validate one spec file; a [sweep] table is allowed and ignored here."""
     path = Path(path)
-    return parse_spec(_read_toml(path), path=path, name=path.stem, limits=limits)
+    return parse_spec(_read_toml(path), path=path, name=default_name(path), limits=limits)
 
 
 def load_specs(path: Path, *, limits: Limits = Limits()) -> list[StyleSpec]:
@@ -167,8 +167,13 @@ def load_specs(path: Path, *, limits: Limits = Limits()) -> list[StyleSpec]:
     path = Path(path)
     table = _read_toml(path)
     if "sweep" in table:
-        return expand_sweep(table, path=path, name=path.stem, limits=limits)
-    return [parse_spec(table, path=path, name=path.stem, limits=limits)]
+        return expand_sweep(table, path=path, name=default_name(path), limits=limits)
+    return [parse_spec(table, path=path, name=default_name(path), limits=limits)]
+
+
+def default_name(path: Path) -> str:
+    """The style name of a file without `name`: its stem, `.toml.example` counted as one suffix."""
+    return Path(path).name.removesuffix(".example").removesuffix(".toml")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -291,7 +296,8 @@ def _bounded_table(cls: type, limits: Mapping[str, dict[str, Any]], raw: Any, *,
     """from_table for a class defined elsewhere, with bounds it cannot carry itself (cppn.py is not ours)."""
     hints = typing.get_type_hints(cls)
     mirror = make_dataclass(cls.__name__, [
-        (f.name, hints[f.name], field(default=f.default, metadata=limits.get(f.name, bounds())))
+        (f.name, hints[f.name], field(default=f.default, default_factory=f.default_factory,
+                                      metadata=limits.get(f.name, bounds())))
         for f in fields(cls)
     ], frozen=True)
     checked = from_table(mirror, raw, error=SpecError, path=path, prefix=key)
@@ -428,6 +434,8 @@ def _with_values(table: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any
     result = {k: dict(v) if isinstance(v, dict) else v for k, v in table.items()}
     for key, value in chosen.items():
         head, _, tail = key.partition(".")
+        if head in ("prompts", "negative_prompts") and isinstance(value, (str, dict)):
+            value = [value]  # `prompts = ["a", "b"]` in a sweep: one prompt per variant
         if tail:
             result.setdefault(head, {})[tail] = value
         else:

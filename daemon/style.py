@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ class Style:
     guidance: dict[str, Any] = field(default_factory=dict)  # clip_model, pretrained, trained_guidance
     spec: dict[str, Any] | None = None
     created: str = ""
+    training: dict[str, Any] = field(default_factory=dict)  # summary: final similarity, seconds, steps
     folder: Path | None = None
 
     @property
@@ -71,13 +73,18 @@ class Style:
             "feature_sets": list(self.features.sets), "folder": str(self.folder) if self.folder else None,
         }
 
-    def save(self, folder: Path) -> Path:
-        """Write the style to `folder` atomically (scratch sibling, then rename); returns the folder."""
+    def save(self, folder: Path, *, extras: Callable[[Path], None] | None = None) -> Path:
+        """Write the style to `folder` atomically (scratch sibling, then rename); returns the folder.
+
+        `extras(scratch)` may add files (previews, history) that must appear together with the weights.
+        """
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
         try:
             self.write_into(scratch)
+            if extras is not None:
+                extras(scratch)
             if folder.exists():
                 shutil.rmtree(folder)
             os.replace(scratch, folder)
@@ -92,7 +99,7 @@ class Style:
         meta = {
             "schema": STYLE_SCHEMA, "name": self.name, "id": self.style_id, "trained": self.trained,
             "network": asdict(self.network), "encoder": asdict(self.encoder), "features": asdict(self.features),
-            "guidance": self.guidance, "spec": self.spec, "created": self.created,
+            "guidance": self.guidance, "spec": self.spec, "created": self.created, "training": self.training,
         }
         (folder / STYLE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in self.model.state_dict().items()}
@@ -128,7 +135,8 @@ class Style:
         model.eval()
         return cls(name=meta["name"], style_id=meta["id"], network=network, encoder=encoder, features=features,
                    model=model, trained=bool(meta.get("trained")), guidance=meta.get("guidance") or {},
-                   spec=meta.get("spec"), created=meta.get("created", ""), folder=folder)
+                   spec=meta.get("spec"), created=meta.get("created", ""), training=meta.get("training") or {},
+                   folder=folder)
 
 
 def build_model(network: CPPNConfig, encoder: InputEncoder, *, seed: int | None = None) -> CPPN:
