@@ -140,7 +140,7 @@ def _relative(paths: list[Path]) -> list[Path]:
 
 def cmd_train(args: argparse.Namespace, config: ServiceConfig) -> int:
     from daemon.library import Library
-    from daemon.pipeline import audio_files, train_style
+    from daemon.pipeline import audio_files
     from daemon.spec import load_specs
 
     library = Library(config.path("library"))
@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(level="debug" if args.verbose else "warning")
+    configure_logging(level="debug" if args.verbose else "info")
     try:
         config = load_config(args.config)
         return int(args.func(args, config) or 0)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -42,29 +42,33 @@ TIME_INPUTS = ("t",)
 class CPPNConfig:
     """Shape of the network; everything needed to rebuild it from a style folder."""
 
-    width: int = 128  # units per hidden layer (the roadmap's winner: 128)
-    depth: int = 4  # hidden layers, each followed by the next activation of the cycle
-    activations: tuple[str, ...] = ("sin", "cos", "gaussian", "tanh")  # cycled over the hidden layers
-    spatial_gain: float = 3.0  # Xavier gain of the first layer's spatial half (higher: finer shapes)
-    audio_gain: float = 0.5  # Xavier gain of the first layer's time/audio half (lower: calmer motion)
-    hidden_gain: float = 3.0  # Xavier gain of the hidden layers (the prototype's 5.0 gives noise)
-    output_gain: float = 3.0  # Xavier gain of the RGB layer (higher: stronger contrast)
-
-
-NETWORK_LIMITS = {
-    "width": bounds(lo=8, hi=1024),
-    "depth": bounds(lo=1, hi=16),
-    "activations": bounds(choices=tuple(ACTIVATIONS), max_len=16),
-}
+    # units per hidden layer (the roadmap's winner: 128)
+    width: int = field(default=128, metadata=bounds(lo=8, hi=1024))
+    # hidden layers, each followed by the next activation of the cycle
+    depth: int = field(default=4, metadata=bounds(lo=1, hi=16))
+    # cycled over the hidden layers
+    activations: tuple[str, ...] = field(default=("sin", "cos", "gaussian", "tanh"),
+                                         metadata=bounds(choices=tuple(ACTIVATIONS), max_len=16))
+    # Xavier gain of the first layer's spatial half (higher: finer shapes)
+    spatial_gain: float = field(default=3.0, metadata=bounds(lo=0.0, hi=100.0))
+    # Xavier gain of the first layer's time/audio half (lower: calmer motion)
+    audio_gain: float = field(default=0.5, metadata=bounds(lo=0.0, hi=100.0))
+    # Xavier gain of the hidden layers (the prototype's 5.0 everywhere gives noise)
+    hidden_gain: float = field(default=3.0, metadata=bounds(lo=0.0, hi=100.0))
+    # Xavier gain of the RGB layer (higher: stronger contrast)
+    output_gain: float = field(default=3.0, metadata=bounds(lo=0.0, hi=100.0))
 
 
 @dataclass(frozen=True)
 class EncoderConfig:
     """How coordinates, time and features are scaled into network input (stored with every style)."""
 
-    coord_scale: float = 1.0  # the shorter image side spans [-coord_scale, coord_scale]
-    time_scale: float = 1.0  # t runs from -time_scale to +time_scale over a track
-    feature_scale: float = 1.0  # multiplies the normalised features (each in (-1, 1))
+    # the shorter image side spans [-coord_scale, coord_scale]
+    coord_scale: float = field(default=1.0, metadata=bounds(lo=0.001, hi=1000.0))
+    # t runs from -time_scale to +time_scale over a track
+    time_scale: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1000.0))
+    # multiplies the normalised features (each in (-1, 1))
+    feature_scale: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1000.0))
 
 
 class InputEncoder:

@@ -11,6 +11,7 @@ training with it, or with pretrained = "none", is marked `trained_guidance: fals
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,17 @@ def _hub_offline(offline: bool) -> Iterator[None]:
         yield
     finally:
         hub.HF_HUB_OFFLINE = saved
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """open_clip warns on the root logger that an untrained model is untrained; here that is the point."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 @dataclass
@@ -105,7 +117,7 @@ def load_guide(clip_model: str, pretrained: str, *, cache_dir: Path | None, devi
     elif pretrained == UNTRAINED or clip_model == TINY_MODEL:
         # seeded: an untrained guide must be the same model in every process, or a resumed training
         # (or a second run of the same spec) would chase a different random target
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _quiet_root_logger():
             torch.manual_seed(UNTRAINED_SEED)
             model = open_clip.create_model(clip_model, pretrained=None, device="cpu").to(device)
     else:

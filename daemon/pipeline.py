@@ -185,7 +185,7 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
              trained_guidance=guide.trained, iterations=spec.training.iterations, device=str(torch_device),
              reference_tracks=len(timelines))
     result = optimise(spec, guide, timelines, device=torch_device, checkpoint_dir=checkpoint_dir,
-                      on_step=on_step, should_stop=should_stop)
+                      on_step=StepLogger(log, on_step, trained_guidance=guide.trained), should_stop=should_stop)
     final = result.final_similarity()
     style = Style(name=spec.name, style_id=spec.style_id, network=spec.network, encoder=spec.encoder,
                   features=FeatureDescription.for_sets(spec.audio.features), model=result.model, trained=True,
@@ -200,6 +200,26 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
     log.info("train.done", seconds=round(result.seconds, 2), similarity=_mean(final),
              trained_guidance=guide.trained, folder=str(folder))
     return style
+
+
+class StepLogger:
+    """Forwards each step to `then` and logs `train.step` every 5 % of the run or every 30 s, with an ETA."""
+
+    def __init__(self, log: Any, then: Callable[..., None] | None, *, trained_guidance: bool,
+                 every_s: float = 30.0) -> None:
+        self.log, self.then, self.trained_guidance, self.every_s = log, then, trained_guidance, every_s
+        self.last_logged = time.monotonic()
+
+    def __call__(self, record: Any, total: int) -> None:
+        if self.then:
+            self.then(record, total)
+        now = time.monotonic()
+        if record.step % max(1, total // 20) == 0 or record.step == total or now - self.last_logged > self.every_s:
+            self.last_logged = now
+            rate = record.seconds / max(record.step, 1)
+            self.log.info("train.step", step=record.step, of=total, loss=round(record.loss, 5),
+                          similarity={k: round(v, 4) for k, v in record.similarity.items()},
+                          eta_s=round(rate * (total - record.step), 1), trained_guidance=self.trained_guidance)
 
 
 def reference_timelines(paths: Sequence[Path], spec: Any, *, ctx: AudioContext, log: Any) -> list[FeatureTimeline]:

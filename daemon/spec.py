@@ -15,14 +15,12 @@ import json
 import math
 import re
 import tomllib
-import typing
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from daemon.config import Limits
-from daemon.cppn import NETWORK_LIMITS, CPPNConfig, EncoderConfig
+from daemon.cppn import CPPNConfig, EncoderConfig
 from daemon.errors import SpecError
 from daemon.tables import bounds, check_keys, from_table, nearest, to_table
 
@@ -32,21 +30,6 @@ MAX_NAME_CHARS = 100  # style names become library folder names
 MAX_SWEEP_VARIANTS = 64  # a sweep trains every variant: keep a typo from queueing days of work
 MAX_TRACK_GLOBS = 256  # entries in `tracks` / `audio.reference_tracks`
 STYLE_ID_CHARS = 16  # hex digits of the sha256 kept as the style id
-
-# cppn.py owns the network classes but carries no limits on the gains or the encoder: they live here.
-_NETWORK_BOUNDS = {
-    **NETWORK_LIMITS,
-    "spatial_gain": bounds(lo=0.0, hi=100.0),
-    "audio_gain": bounds(lo=0.0, hi=100.0),
-    "hidden_gain": bounds(lo=0.0, hi=100.0),
-    "output_gain": bounds(lo=0.0, hi=100.0),
-}
-_ENCODER_BOUNDS = {
-    "coord_scale": bounds(lo=0.001, hi=1000.0),
-    "time_scale": bounds(lo=0.0, hi=1000.0),
-    "feature_scale": bounds(lo=0.0, hi=1000.0),
-}
-
 
 @dataclass(frozen=True)
 class Prompt:
@@ -202,9 +185,8 @@ def parse_spec(table: dict[str, Any], *, path: Path | None, name: str, limits: L
         prompts=prompts,
         negative_prompts=negatives,
         tracks=_tracks(table.get("tracks", []), path=path),
-        network=_bounded_table(CPPNConfig, _NETWORK_BOUNDS, table.get("network", {}), key="network", path=path),
-        encoder=_bounded_table(EncoderConfig, _ENCODER_BOUNDS, table.get("encoder", {}), key="encoder",
-                               path=path),
+        network=from_table(CPPNConfig, table.get("network", {}), error=SpecError, path=path, prefix="network"),
+        encoder=from_table(EncoderConfig, table.get("encoder", {}), error=SpecError, path=path, prefix="encoder"),
         audio=from_table(AudioSpec, table.get("audio", {}), error=SpecError, path=path, prefix="audio"),
         training=from_table(TrainingSpec, table.get("training", {}), error=SpecError, path=path,
                             prefix="training"),
@@ -289,19 +271,6 @@ def _tracks(raw: Any, *, path: Path | None) -> tuple[str, ...]:
             raise SpecError(f"{pattern!r} is not inside the inbox", path=path, key=f"tracks[{i}]",
                             hint='tracks are globs relative to the inbox, e.g. "albums/**/*.flac"')
     return tracks
-
-
-def _bounded_table(cls: type, limits: Mapping[str, dict[str, Any]], raw: Any, *, key: str,
-                   path: Path | None) -> Any:
-    """from_table for a class defined elsewhere, with bounds it cannot carry itself (cppn.py is not ours)."""
-    hints = typing.get_type_hints(cls)
-    mirror = make_dataclass(cls.__name__, [
-        (f.name, hints[f.name], field(default=f.default, default_factory=f.default_factory,
-                                      metadata=limits.get(f.name, bounds())))
-        for f in fields(cls)
-    ], frozen=True)
-    checked = from_table(mirror, raw, error=SpecError, path=path, prefix=key)
-    return cls(**{f.name: getattr(checked, f.name) for f in fields(checked)})
 
 
 def _check_network(network: CPPNConfig, *, path: Path | None) -> None:

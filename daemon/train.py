@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from daemon.audio.features import FeatureTimeline, feature_set
 from daemon.cppn import CPPN, InputEncoder
