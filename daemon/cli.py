@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import __version__
-from daemon.config import ServiceConfig, load_config
+from daemon.config import ServiceConfig, apply_environment, load_config
 from daemon.errors import AfxError
 from daemon.logs import configure_logging, get_logger
 
@@ -96,13 +96,18 @@ def cmd_features(args: argparse.Namespace, config: ServiceConfig) -> int:
     summary = timeline.summary()
     if args.json:
         print(json.dumps({"track": track.to_dict(), "sets": sets, "frames": timeline.n_frames,
-                          "fps": timeline.fps, "seconds": round(seconds, 3), "features": summary}, indent=2))
+                          "fps": timeline.fps, "seconds": round(seconds, 3), "features": summary,
+                          "embeddings": timeline.normalisation.get("embeddings", {})}, indent=2))
         return 0
     print(f"{track.path.name}: {track.duration_s:.2f} s, {timeline.n_frames} frames at {timeline.fps:g} fps, "
           f"sets {', '.join(sets)} ({seconds:.2f} s)")
     print(f"{'feature':<22}{'min':>9}{'mean':>9}{'max':>9}{'std':>9}")
     for row in summary:
         print(f"{row['name']:<22}{row['min']:>9.3f}{row['mean']:>9.3f}{row['max']:>9.3f}{row['std']:>9.3f}")
+    for name, emb in dict(timeline.normalisation.get("embeddings", {})).items():  # type: ignore[call-overload]
+        r = emb["reduction"]
+        print(f"{name}: {r['input_dims']}-D from {emb['backend']} → {r['dims']} columns by {r['method']} "
+              f"(seed {r.get('seed')}: what a style trained without reference tracks sees; docs/EMBEDDINGS.md)")
     print(f"plot → {plot}")
     return 0
 
@@ -194,7 +199,7 @@ def _sweep_report(path: Path, variants: list[Any], library: Any, config: Service
     rows = []
     for spec in variants:
         style = Style.load(library.folder_for(spec.name, spec.style_id))
-        timeline = comparison_timeline(spec, ctx=audio_context(config), fallback=inbox)
+        timeline = comparison_timeline(spec, ctx=audio_context(config), fallback=inbox, style=style)
         metrics = clip_metrics(style, timeline)
         rows.append({"name": spec.name, "variant": spec.variant, "id": spec.style_id, "folder": str(style.folder),
                      "similarity": style.training.get("mean_similarity"), "seconds": style.training.get("seconds"),
@@ -291,6 +296,21 @@ def cmd_retry(args: argparse.Namespace, config: ServiceConfig) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace, config: ServiceConfig) -> int:
+    """Measure render, end-to-end, training, features and encoder speed; JSON to --out, a line per figure."""
+    from daemon.bench import FULL, QUICK, bench_devices, describe_row, run_bench
+
+    out = Path(args.out)
+    print(f"afx bench ({'quick' if args.quick else 'full'}) → {out}")
+    result = run_bench(QUICK if args.quick else FULL, devices=bench_devices(args.device), out=out,
+                       e2e_size=args.e2e_size, on_row=lambda section, row: print(describe_row(section, row),
+                                                                                  flush=True))
+    for target in result["targets"]:
+        print(f"target      {'met ' if target['met'] else 'MISS'} {target['target']}: {target['value']} "
+              f"(goal {target['goal']})")
+    return 0
+
+
 # ── parser and entry point ───────────────────────────────────────────────────────────────────────────────
 
 def build_parser() -> argparse.ArgumentParser:
@@ -350,6 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every failed and bad-input job")
     p.add_argument("--done", action="store_true", help="also redo finished jobs that match")
     p.set_defaults(func=cmd_retry)
+
+    p = sub.add_parser("bench", help="measure render/training/feature/encoder speed (JSON + a table)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, few frames: under a minute on 2 CPU cores")
+    p.add_argument("--out", default="bench.json", help="JSON results file (default bench.json)")
+    p.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
+                   help="devices to measure (default all: CPU, plus CUDA when present)")
+    p.add_argument("--e2e-size", type=_size, help="frame size of the end-to-end renders (default: 320x180 on CPU, "
+                                                  "1280x720 on CUDA; --quick 64x36)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -358,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(level="debug" if args.verbose else "info")
     try:
         config = load_config(args.config)
+        apply_environment(config)
         return int(args.func(args, config) or 0)
     except AfxError as e:
         if args.verbose:

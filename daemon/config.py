@@ -51,11 +51,27 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Embeddings:
+    """Where the TensorFlow embedding models come from (a tfhub URL or a local SavedModel folder)."""
+
+    yamnet_handle: str = "https://tfhub.dev/google/yamnet/1"
+    vggish_handle: str = "https://tfhub.dev/google/vggish/1"
+    openl3_hop_s: float = field(default=0.1, metadata=bounds(lo=0.01, hi=10.0))  # seconds between OpenL3 frames
+    timeout_s: float = field(default=1800.0, metadata=bounds(lo=1.0))  # one embedding worker run, at most
+
+    def environment(self) -> dict[str, str]:
+        """The variables daemon.audio.embeddings (and its child process) reads."""
+        return {"AFX_YAMNET_HANDLE": self.yamnet_handle, "AFX_VGGISH_HANDLE": self.vggish_handle,
+                "AFX_OPENL3_HOP_S": str(self.openl3_hop_s), "AFX_EMBEDDING_TIMEOUT_S": str(self.timeout_s)}
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """Everything `afx run` needs; also the defaults for the one-shot commands."""
 
     folders: Folders = Folders()
     limits: Limits = Limits()
+    embeddings: Embeddings = Embeddings()
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     workers: int = field(default=0, metadata=bounds(lo=0, hi=64))  # 0: one per GPU, one on CPU
     settle_s: float = field(default=5.0, metadata=bounds(lo=0.0, hi=3600.0))  # stable size+mtime this long
@@ -73,6 +89,12 @@ class ServiceConfig:
         """An absolute folder path: `config.path("inbox")`."""
         folder = Path(getattr(self.folders, name))
         return folder if folder.is_absolute() else (self.base / folder).resolve()
+
+
+def apply_environment(config: ServiceConfig) -> None:
+    """Export the embedding settings for the TensorFlow child process; variables already set win."""
+    for name, value in config.embeddings.environment().items():
+        os.environ.setdefault(name, value)
 
 
 def config_path(explicit: str | Path | None = None) -> Path | None:

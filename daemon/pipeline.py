@@ -19,6 +19,7 @@ import numpy as np
 
 from daemon.audio.cache import FeatureCache, cache_key
 from daemon.audio.decode import ANALYSIS_RATE, AudioLimits, Track, decode_audio
+from daemon.audio.embeddings import EmbeddingPlan, TrackEmbeddings, embedding_sets, plan_for_style
 from daemon.audio.features import FeatureTimeline, extract_features
 from daemon.encode import EncodeSettings, VideoWriter, verify_video
 from daemon.errors import RenderError
@@ -39,13 +40,21 @@ class AudioContext:
     sample_rate: int = ANALYSIS_RATE
 
 
-def track_features(audio_path: Path, sets: Sequence[str], *, fps: float,
-                   ctx: AudioContext) -> tuple[Track, FeatureTimeline, np.ndarray | None]:
-    """Decode a track and compute (or load cached) features; samples are returned only when decoded."""
+def track_features(audio_path: Path, sets: Sequence[str], *, fps: float, ctx: AudioContext,
+                   plan: EmbeddingPlan | None = None) -> tuple[Track, FeatureTimeline, np.ndarray | None]:
+    """Decode a track and compute (or load cached) features; samples are returned only when decoded.
+
+    `plan` says how embedding sets are reduced (a style's: `plan_for_style`); None is the default plan.
+    """
     track, samples = decode_audio(audio_path, sample_rate=ctx.sample_rate, limits=ctx.limits)
-    key = cache_key(track.sha256, sets=sets, fps=fps, sample_rate=ctx.sample_rate)
+    embeddings = None
+    if embedding_sets(sets):
+        embeddings = TrackEmbeddings(plan or EmbeddingPlan(), sha256=track.sha256, cache=ctx.cache,
+                                     label=Path(audio_path).name)
+    key = cache_key(track.sha256, sets=sets, fps=fps, sample_rate=ctx.sample_rate,
+                    extra=embeddings.plan.cache_material(sets) if embeddings else None)
     timeline, _ = ctx.cache.get_or_compute(
-        key, lambda: extract_features(samples, sr=ctx.sample_rate, fps=fps, sets=sets))
+        key, lambda: extract_features(samples, sr=ctx.sample_rate, fps=fps, sets=sets, embeddings=embeddings))
     return track, timeline, samples
 
 
@@ -77,7 +86,8 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
     out_path = Path(out_path)
     check_writable(out_path.parent)
     device = resolve_device(settings.device)
-    track, timeline, _ = track_features(Path(audio_path), style.features.sets, fps=settings.fps, ctx=ctx)
+    track, timeline, _ = track_features(Path(audio_path), style.features.sets, fps=settings.fps, ctx=ctx,
+                                        plan=plan_for_style(style))
     features_s = time.perf_counter() - started
 
     scratch = out_path.with_name(f".{out_path.stem}.partial-{os.getpid()}.mp4")
@@ -98,6 +108,8 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
         "track": track.to_dict(),
         "style": style.describe(),
         "features": {"sets": list(timeline.sets), "columns": len(timeline.names),
+                     **({"embeddings": timeline.normalisation["embeddings"]}
+                        if "embeddings" in timeline.normalisation else {}),
                      "normalisation": timeline.normalisation["method"]},
         "video": {"path": str(out_path), "width": settings.width, "height": settings.height, "fps": settings.fps,
                   "frames": timeline.n_frames, "duration_s": round(probe["duration_s"], 4), "bytes": probe["bytes"],
@@ -180,7 +192,9 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
     torch_device = resolve_device(device)
     guide = load_guide(spec.training.clip_model, spec.training.pretrained, cache_dir=models_dir,
                        device=torch_device, allow_download=allow_download)
-    timelines = reference_timelines(reference_paths(spec, reference_tracks), spec, ctx=ctx, log=log)
+    paths = reference_paths(spec, reference_tracks)
+    reductions = style_reductions(spec, paths, ctx=ctx, log=log)
+    timelines = reference_timelines(paths, spec, ctx=ctx, log=log, reductions=reductions)
     log.info("train.start", clip_model=guide.clip_model, pretrained=guide.pretrained,
              trained_guidance=guide.trained, iterations=spec.training.iterations, device=str(torch_device),
              reference_tracks=len(timelines))
@@ -188,7 +202,9 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
                       on_step=StepLogger(log, on_step, trained_guidance=guide.trained), should_stop=should_stop)
     final = result.final_similarity()
     style = Style(name=spec.name, style_id=spec.style_id, network=spec.network, encoder=spec.encoder,
-                  features=FeatureDescription.for_sets(spec.audio.features), model=result.model, trained=True,
+                  features=FeatureDescription.for_sets(spec.audio.features, reduction=reductions,
+                                                       embedding_dims=spec.audio.embedding_dims),
+                  model=result.model, trained=True,
                   guidance=guide.describe(), spec=spec.to_dict(), created=now_iso(),
                   training={"final_similarity": final, "mean_similarity": _mean(final), "seconds": round(result.seconds, 2),
                             "iterations": spec.training.iterations, "audio_source": result.audio_source,
@@ -222,14 +238,43 @@ class StepLogger:
                           eta_s=round(rate * (total - record.step), 1), trained_guidance=self.trained_guidance)
 
 
-def reference_timelines(paths: Sequence[Path], spec: Any, *, ctx: AudioContext, log: Any) -> list[FeatureTimeline]:
+def style_reductions(spec: Any, paths: Sequence[Path], *, ctx: AudioContext, log: Any) -> dict[str, Any]:
+    """The embedding reductions a style of `spec` gets: PCA over the reference tracks, else the seeded projection.
+
+    Deterministic for the same tracks, so a sweep's comparison (comparison_timeline) sees the same mapping.
+    """
+    from daemon.audio.embeddings import TrackAudio, fit_reductions
+    from daemon.errors import AfxError
+
+    if not embedding_sets(spec.audio.features):
+        return {}
+    tracks = []
+    for path in paths:
+        try:
+            track, samples = decode_audio(path, sample_rate=ctx.sample_rate, limits=ctx.limits)
+        except AfxError as e:
+            log.warning("train.reference_skipped", track=str(path), error=e.user_line())
+            continue
+        tracks.append(TrackAudio(samples, ctx.sample_rate, track.sha256, Path(path).name))
+    reductions = fit_reductions(spec.audio.features, tracks, dims=spec.audio.embedding_dims, cache=ctx.cache,
+                                on_skip=lambda t, e: log.warning("train.reference_skipped", track=t.label,
+                                                                 error=e.user_line()))
+    for name, r in reductions.items():
+        log.info("train.reduction", set=name, method=r.method, dims=r.dims, **{
+            k: v for k, v in r.info.items() if k in ("fitted_frames", "tracks")})
+    return reductions
+
+
+def reference_timelines(paths: Sequence[Path], spec: Any, *, ctx: AudioContext, log: Any,
+                        reductions: dict[str, Any] | None = None) -> list[FeatureTimeline]:
     """Feature timelines of the reference tracks; a track that cannot be read is skipped with a warning."""
     from daemon.errors import AfxError
 
+    plan = EmbeddingPlan(dims=spec.audio.embedding_dims, reductions=reductions or {})
     timelines = []
     for path in paths:
         try:
-            timelines.append(track_features(path, spec.audio.features, fps=spec.render.fps, ctx=ctx)[1])
+            timelines.append(track_features(path, spec.audio.features, fps=spec.render.fps, ctx=ctx, plan=plan)[1])
         except AfxError as e:
             log.warning("train.reference_skipped", track=str(path), error=e.user_line())
     return timelines
@@ -276,19 +321,29 @@ def moments_timeline(style: Style, timelines: Sequence[FeatureTimeline]) -> Feat
         rows = [min(tl.n_frames - 1, int(tl.n_frames * f)) for f in (0.25, 0.5, 0.75)]
         values, fps = tl.values[rows], tl.fps
     else:
-        _, feats = TimeSampler([], style.features.sets).sample(3, torch.Generator().manual_seed(0))
+        sampler = TimeSampler([], style.features.sets, embedding_dims=plan_for_style(style).dims)
+        _, feats = sampler.sample(3, torch.Generator().manual_seed(0))
         values, fps = feats[0::2].numpy(), 30.0
     return FeatureTimeline(sets=style.features.sets, names=style.features.columns, values=values.astype(np.float32),
                            fps=fps, onset=np.zeros(3, dtype=np.float32), normalisation={})
 
 
-def comparison_timeline(spec: Any, *, ctx: AudioContext, fallback: Sequence[Path]) -> FeatureTimeline:
-    """What sweep variants are compared on: the first reference track, else a seeded walk through the prior."""
+def comparison_timeline(spec: Any, *, ctx: AudioContext, fallback: Sequence[Path],
+                        style: Style | None = None) -> FeatureTimeline:
+    """What sweep variants are compared on: the first reference track, else a seeded walk through the prior.
+
+    Embedding sets go through `style`'s stored reductions when given, else through the same fit training did.
+    """
     from daemon.logs import get_logger
     from daemon.train import prior_walk
 
-    timelines = reference_timelines(reference_paths(spec, fallback)[:1], spec, ctx=ctx, log=get_logger("afx.sweep"))
-    return timelines[0] if timelines else prior_walk(spec.audio.features, n_frames=90, fps=spec.render.fps, seed=0)
+    log = get_logger("afx.sweep")
+    paths = reference_paths(spec, fallback)
+    reductions = (dict(style.features.reduction or {}) if style is not None
+                  else style_reductions(spec, paths, ctx=ctx, log=log))  # the variant's own mapping, as trained
+    timelines = reference_timelines(paths[:1], spec, ctx=ctx, log=log, reductions=reductions)
+    return timelines[0] if timelines else prior_walk(spec.audio.features, n_frames=90, fps=spec.render.fps, seed=0,
+                                                     embedding_dims=spec.audio.embedding_dims)
 
 
 def clip_metrics(style: Style, timeline: FeatureTimeline | None, *, frames: int = 60,

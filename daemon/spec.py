@@ -292,9 +292,26 @@ def _check_audio(audio: AudioSpec, *, path: Path | None) -> None:
             raise SpecError(f"unknown feature set '{name}'", path=path, key=f"audio.features[{i}]", hint=hint)
         if name in audio.features[:i]:
             raise SpecError(f"feature set '{name}' is listed twice", path=path, key=f"audio.features[{i}]")
+        _check_embedding_backend(name, audio.embedding_dims, path=path, key=f"audio.features[{i}]")
     for i, ref in enumerate(audio.reference_tracks):
         if not ref.strip():
             raise SpecError("the reference track is empty", path=path, key=f"audio.reference_tracks[{i}]")
+
+
+def _check_embedding_backend(name: str, dims: int, *, path: Path | None, key: str) -> None:
+    """An embedding set needs its package installed (it runs in a child process) and dims it can reduce to."""
+    from daemon.audio.embeddings import backend, is_embedding, missing_packages
+
+    if not is_embedding(name):
+        return
+    b = backend(name)
+    missing = missing_packages(name)
+    if missing:
+        raise SpecError(f"feature set '{name}' needs {' and '.join(missing)}, which is not installed", path=path,
+                        key=key, hint=f"run: {b.install_hint()}")
+    if dims > b.input_dims:
+        raise SpecError(f"{dims} is more than {name}'s {b.input_dims} dimensions", path=path,
+                        key="audio.embedding_dims", hint=f"use 1 to {b.input_dims}")
 
 
 def _check_training(training: TrainingSpec, *, path: Path | None, limits: Limits) -> None:

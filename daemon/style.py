@@ -13,14 +13,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from daemon.audio.features import NORMALISATION, columns_for
+from daemon.audio.features import DEFAULT_EMBEDDING_DIMS, NORMALISATION, columns_for
 from daemon.cppn import CPPN, CPPNConfig, EncoderConfig, InputEncoder
 from daemon.errors import StyleError
 
@@ -36,11 +36,14 @@ class FeatureDescription:
     sets: tuple[str, ...] = ("fft",)
     columns: tuple[str, ...] = ()
     normalisation: str = NORMALISATION
-    reduction: dict[str, Any] | None = None  # per-set embedding reductions fitted at training time
+    reduction: dict[str, Any] | None = None  # embedding set → daemon.audio.embeddings.Reduction, fitted at
+    # training time; its arrays live in reduction.safetensors beside style.json
 
     @classmethod
-    def for_sets(cls, sets: tuple[str, ...]) -> FeatureDescription:
-        return cls(sets=tuple(sets), columns=columns_for(sets))
+    def for_sets(cls, sets: tuple[str, ...], *, embedding_dims: int = DEFAULT_EMBEDDING_DIMS,
+                 reduction: dict[str, Any] | None = None) -> FeatureDescription:
+        return cls(sets=tuple(sets), columns=columns_for(sets, embedding_dims=embedding_dims),
+                   reduction=reduction or None)
 
 
 @dataclass
@@ -96,9 +99,16 @@ class Style:
 
     def write_into(self, folder: Path) -> None:
         """Write style.json and the weights into an existing folder (no atomicity)."""
+        features = asdict(replace(self.features, reduction=None))
+        if self.features.reduction:
+            from daemon.audio.embeddings import REDUCTION_FILE, reduction_files
+            from safetensors.numpy import save_file as save_arrays
+
+            features["reduction"], arrays = reduction_files(self.features.reduction)
+            save_arrays(arrays, str(folder / REDUCTION_FILE), metadata={"style_id": self.style_id})
         meta = {
             "schema": STYLE_SCHEMA, "name": self.name, "id": self.style_id, "trained": self.trained,
-            "network": asdict(self.network), "encoder": asdict(self.encoder), "features": asdict(self.features),
+            "network": asdict(self.network), "encoder": asdict(self.encoder), "features": features,
             "guidance": self.guidance, "spec": self.spec, "created": self.created, "training": self.training,
         }
         (folder / STYLE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -123,7 +133,8 @@ class Style:
             encoder = EncoderConfig(**meta["encoder"])
             feats = meta["features"]
             features = FeatureDescription(sets=tuple(feats["sets"]), columns=tuple(feats["columns"]),
-                                          normalisation=feats["normalisation"], reduction=feats.get("reduction"))
+                                          normalisation=feats["normalisation"],
+                                          reduction=_load_reduction(folder, feats.get("reduction")))
         except (KeyError, TypeError, ValueError) as e:
             raise StyleError(f"style.json is damaged ({e})", path=meta_path, hint="retrain the style") from e
         model = build_model(network, InputEncoder(encoder, len(features.columns)))
@@ -137,6 +148,24 @@ class Style:
                    model=model, trained=bool(meta.get("trained")), guidance=meta.get("guidance") or {},
                    spec=meta.get("spec"), created=meta.get("created", ""), training=meta.get("training") or {},
                    folder=folder)
+
+
+def _load_reduction(folder: Path, meta: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The embedding reductions described in style.json, with their arrays from reduction.safetensors."""
+    if not meta:
+        return None
+    from daemon.audio.embeddings import REDUCTION_FILE, reductions_from_files
+    from safetensors.numpy import load_file as load_arrays
+
+    path = folder / REDUCTION_FILE
+    if not path.is_file():
+        raise StyleError(f"{REDUCTION_FILE} is missing (style.json names embedding reductions)", path=folder,
+                         hint="retrain the style")
+    try:
+        return reductions_from_files(meta, load_arrays(str(path)))
+    except Exception as e:  # safetensors' own error type, KeyError for a missing array, a digest mismatch
+        raise StyleError(f"{REDUCTION_FILE} is damaged ({str(e).splitlines()[0] if str(e) else e!r})", path=path,
+                         hint="retrain the style") from e
 
 
 def build_model(network: CPPNConfig, encoder: InputEncoder, *, seed: int | None = None) -> CPPN:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from daemon.audio.features import FeatureTimeline, feature_set
+from daemon.audio.features import DEFAULT_EMBEDDING_DIMS, FeatureTimeline, columns_for, raw_column_mask
 from daemon.cppn import CPPN, InputEncoder
 from daemon.errors import TrainingError
 from daemon.guidance import Guide, cutouts
@@ -87,9 +87,10 @@ def training_size(spec: StyleSpec) -> tuple[int, int]:
 class TimeSampler:
     """Draws (position, features) for pairs of consecutive frames from timelines or the synthetic prior."""
 
-    def __init__(self, timelines: Sequence[FeatureTimeline], sets: Sequence[str]) -> None:
+    def __init__(self, timelines: Sequence[FeatureTimeline], sets: Sequence[str], *,
+                 embedding_dims: int = DEFAULT_EMBEDDING_DIMS) -> None:
         self.timelines = [t for t in timelines if t.n_frames >= 2]
-        self.raw_mask = np.array([c in feature_set(s).raw_columns for s in sets for c in feature_set(s).columns])
+        self.raw_mask = raw_column_mask(sets, embedding_dims=embedding_dims)
 
     @property
     def source(self) -> str:
@@ -125,19 +126,19 @@ class TimeSampler:
         return positions, features
 
 
-def prior_walk(sets: Sequence[str], *, n_frames: int, fps: float, seed: int) -> FeatureTimeline:
+def prior_walk(sets: Sequence[str], *, n_frames: int, fps: float, seed: int,
+               embedding_dims: int = DEFAULT_EMBEDDING_DIMS) -> FeatureTimeline:
     """A timeline drawn from the synthetic prior as a random walk (z steps of N(0, 0.1²) per frame)."""
-    sampler = TimeSampler([], sets)
+    sampler = TimeSampler([], sets, embedding_dims=embedding_dims)
     g = torch.Generator().manual_seed(seed)
     z = torch.cumsum(torch.cat([torch.randn(1, sampler.raw_mask.size, generator=g),
                                 0.1 * torch.randn(n_frames - 1, sampler.raw_mask.size, generator=g)]), dim=0)
     mask = torch.from_numpy(sampler.raw_mask)
     time_col = torch.linspace(0, 1, n_frames)[:, None].expand_as(z)
     values = torch.where(mask, time_col, torch.tanh(z / 2)).numpy().astype(np.float32)
-    from daemon.audio.features import columns_for
-
     onset = np.abs(np.diff(values, axis=0, prepend=values[:1])).mean(axis=1)
-    return FeatureTimeline(sets=tuple(sets), names=columns_for(sets), values=values, fps=float(fps),
+    return FeatureTimeline(sets=tuple(sets), names=columns_for(sets, embedding_dims=embedding_dims),
+                           values=values, fps=float(fps),
                            onset=(onset / max(onset.max(), 1e-9)).astype(np.float32),
                            normalisation={"method": "synthetic prior walk"})
 
@@ -197,7 +198,8 @@ def optimise(spec: StyleSpec, guide: Guide, timelines: Sequence[FeatureTimeline]
     t = spec.training
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-    encoder = InputEncoder(spec.encoder, sum(len(feature_set(s).columns) for s in spec.audio.features))
+    dims = spec.audio.embedding_dims
+    encoder = InputEncoder(spec.encoder, len(columns_for(spec.audio.features, embedding_dims=dims)))
     model = build_model(spec.network, encoder, seed=t.seed).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=t.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -207,7 +209,7 @@ def optimise(spec: StyleSpec, guide: Guide, timelines: Sequence[FeatureTimeline]
     start, elapsed = _resume(checkpoint_dir, spec, model, optimiser, schedule, generator, history)
     width, height = training_size(spec)
     spatial = encoder.spatial(width, height, device=device)
-    sampler = TimeSampler(timelines, spec.audio.features)
+    sampler = TimeSampler(timelines, spec.audio.features, embedding_dims=dims)
     objective = Objective(spec, guide)
     pairs = max(1, t.time_points // 2)
     began = time.perf_counter() - elapsed

@@ -25,4 +25,14 @@ if ! .venv/bin/python -c 'import torch, torchvision' >/dev/null 2>&1; then
   .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
 fi
 .venv/bin/pip install -q -e '.[test]'
+# tests/test_embeddings.py runs tiny YAMNet/VGGish stand-ins through TensorFlow in a child process; AFX_TEST_TF=0
+# skips this (those tests then skip). tensorflow-cpu (a 275 MB wheel, ~30-70 s) instead of the [tfhub] extra's
+# full tensorflow; tensorflow-hub and tf-keras without dependencies, because tf-keras names `tensorflow` and
+# would pull the full wheel beside tensorflow-cpu (tensorflow-cpu already brings what both need).
+if [ "${AFX_TEST_TF:-1}" != "0" ] && ! .venv/bin/python -c 'import importlib.util as u, sys
+sys.exit(any(u.find_spec(m) is None for m in ("tensorflow", "tensorflow_hub", "tf_keras")))' >/dev/null 2>&1; then
+  echo "bootstrap: installing tensorflow-cpu 2.21, tensorflow-hub and tf-keras for the embedding tests (AFX_TEST_TF=0 skips)"
+  .venv/bin/pip install -q tensorflow-cpu==2.21.0
+  .venv/bin/pip install -q --no-deps tensorflow-hub==0.16.1 tf-keras==2.21.0
+fi
 echo "bootstrap: ready ($(.venv/bin/afx --version 2>/dev/null || echo afx))"

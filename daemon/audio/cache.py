@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +18,20 @@ import numpy as np
 from daemon.audio.features import FeatureTimeline, feature_set
 
 
-def cache_key(sha256: str, *, sets: Sequence[str], fps: float, sample_rate: int) -> str:
-    """Hash of the track's content hash, the sets (with their versions), fps and analysis rate."""
-    material = {
+def cache_key(sha256: str, *, sets: Sequence[str], fps: float, sample_rate: int,
+              extra: Mapping[str, object] | None = None) -> str:
+    """Hash of the track's content hash, the sets (with their versions), fps and analysis rate.
+
+    `extra` adds what else the timeline depends on (embedding sets: backend settings, dims, reduction).
+    """
+    material: dict[str, object] = {
         "track": sha256,
         "sets": [[s, feature_set(s).version] for s in sets],
         "fps": float(fps),
         "sample_rate": int(sample_rate),
     }
+    if extra:
+        material["extra"] = dict(extra)
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -61,15 +67,32 @@ class FeatureCache:
             return None
 
     def store(self, key: str, timeline: FeatureTimeline) -> None:
+        meta = json.dumps({"sets": timeline.sets, "names": timeline.names, "fps": timeline.fps,
+                           "normalisation": timeline.normalisation})
+        self.store_arrays(key, {"values": timeline.values, "onset": timeline.onset, "meta": np.array(meta)})
+
+    def load_arrays(self, key: str) -> dict[str, np.ndarray] | None:
+        """Named arrays stored under `key` (e.g. raw embeddings), or None on a miss or a damaged entry."""
+        if self.root is None:
+            return None
+        path = self.root / f"{key}.npz"
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {name: data[name].copy() for name in data.files}
+        except (OSError, ValueError, KeyError, EOFError):
+            return None
+
+    def store_arrays(self, key: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """Write named arrays under `key` atomically (temporary file, then rename)."""
         if self.root is None:
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        meta = json.dumps({"sets": timeline.sets, "names": timeline.names, "fps": timeline.fps,
-                           "normalisation": timeline.normalisation})
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".npz")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, values=timeline.values, onset=timeline.onset, meta=np.array(meta))
+                np.savez(f, **arrays)
             os.replace(tmp, self.root / f"{key}.npz")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import librosa
 import numpy as np
@@ -27,6 +28,7 @@ AMIN = 1e-10  # absolute floor under powers before dB, so silence stays finite
 TOP_DB = 80.0  # dB floor relative to the track's own peak: a gain change then shifts every value alike
 BEAT_DECAY_S = 0.15  # the beat column falls to 1/e this long after a beat
 NORMALISATION = "robust-z-tanh/1"  # median/MAD z-score, then tanh(z/2): bounded, gain-invariant on dB inputs
+DEFAULT_EMBEDDING_DIMS = 8  # columns an embedding set (openl3, yamnet, vggish) is reduced to (audio.embedding_dims)
 
 
 def frame_count(duration_s: float, fps: float) -> int:
@@ -37,10 +39,12 @@ def frame_count(duration_s: float, fps: float) -> int:
 class Analysis:
     """What extractors share for one track: samples, frame times, and lazily computed spectra."""
 
-    def __init__(self, y: np.ndarray, *, sr: int, fps: float) -> None:
+    def __init__(self, y: np.ndarray, *, sr: int, fps: float, embeddings: Any = None) -> None:
         self.y = y
         self.sr = sr
         self.fps = fps
+        # daemon.audio.embeddings.TrackEmbeddings (or None: the default plan): how embedding sets are computed
+        self.embeddings = embeddings
         self.duration_s = y.size / sr
         self.n_frames = frame_count(self.duration_s, fps)
         self.frame_times = np.arange(self.n_frames, dtype=np.float64) / fps
@@ -83,6 +87,7 @@ class FeatureSet:
     version: int = 1  # bump when the extractor's output changes, to invalidate caches and style ids
     raw_columns: frozenset[str] = field(default_factory=frozenset)  # already bounded: not normalised
     description: str = ""
+    embedding: bool = False  # a learned embedding: `columns` is empty, the style's reduction sets the column count
 
 
 @dataclass(frozen=True)
@@ -127,25 +132,44 @@ def available_sets() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def columns_for(sets: Sequence[str]) -> tuple[str, ...]:
-    """Column names of the concatenated sets, prefixed by set where two sets share a name."""
-    return tuple(f"{s}.{c}" for s in sets for c in feature_set(s).columns)
+def set_columns(name: str, *, embedding_dims: int = DEFAULT_EMBEDDING_DIMS) -> tuple[str, ...]:
+    """A set's own column names; an embedding set has `embedding_dims` reduced columns e0, e1, …"""
+    fs = feature_set(name)
+    return tuple(f"e{i}" for i in range(embedding_dims)) if fs.embedding else fs.columns
 
 
-def extract_features(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str]) -> FeatureTimeline:
-    """Compute and normalise the requested feature sets for one track."""
+def columns_for(sets: Sequence[str], *, embedding_dims: int = DEFAULT_EMBEDDING_DIMS) -> tuple[str, ...]:
+    """Column names of the concatenated sets, each prefixed by its set."""
+    return tuple(f"{s}.{c}" for s in sets for c in set_columns(s, embedding_dims=embedding_dims))
+
+
+def raw_column_mask(sets: Sequence[str], *, embedding_dims: int = DEFAULT_EMBEDDING_DIMS) -> np.ndarray:
+    """True for the columns that are not normalised (bounded already, like time and beat)."""
+    return np.array([c in feature_set(s).raw_columns for s in sets
+                     for c in set_columns(s, embedding_dims=embedding_dims)], dtype=bool)
+
+
+def extract_features(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str],
+                     embeddings: Any = None) -> FeatureTimeline:
+    """Compute and normalise the requested feature sets for one track.
+
+    `embeddings` (daemon.audio.embeddings.TrackEmbeddings) says how embedding sets are computed and reduced
+    (a style's reduction, the track's hash for the cache); None uses the default plan without a cache.
+    """
     if not sets:
         raise FeatureError("no feature sets requested", key="audio.features", hint="e.g. features = [\"fft\"]")
-    analysis = Analysis(y, sr=sr, fps=fps)
+    analysis = Analysis(y, sr=sr, fps=fps, embeddings=embeddings)
+    dims = embeddings.plan.dims if embeddings is not None else DEFAULT_EMBEDDING_DIMS
     blocks, centres, scales = [], [], []
     for name in sets:
         fs = feature_set(name)
+        columns = set_columns(name, embedding_dims=dims)
         raw = np.asarray(fs.extract(analysis), dtype=np.float64)
-        if raw.shape != (analysis.n_frames, len(fs.columns)):
+        if raw.shape != (analysis.n_frames, len(columns)):
             raise FeatureError(f"feature set '{name}' returned shape {raw.shape}, expected "
-                               f"({analysis.n_frames}, {len(fs.columns)})")
+                               f"({analysis.n_frames}, {len(columns)})")
         raw = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
-        for j, column in enumerate(fs.columns):
+        for j, column in enumerate(columns):
             if column in fs.raw_columns:
                 blocks.append(raw[:, j])
                 centres.append(0.0)
@@ -158,9 +182,14 @@ def extract_features(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str])
     values = np.stack(blocks, axis=1).astype(np.float32)
     onset = analysis.to_frames(analysis.onset)
     onset = onset / onset.max() if onset.max() > 0 else np.zeros_like(onset)
+    normalisation: dict[str, object] = {"method": NORMALISATION, "centre": centres, "scale": scales}
+    if any(feature_set(s).embedding for s in sets):
+        from daemon.audio.embeddings import describe_reductions
+
+        normalisation["embeddings"] = describe_reductions(sets, embeddings)
     return FeatureTimeline(
-        sets=tuple(sets), names=columns_for(sets), values=values, fps=fps, onset=onset.astype(np.float32),
-        normalisation={"method": NORMALISATION, "centre": centres, "scale": scales},
+        sets=tuple(sets), names=columns_for(sets, embedding_dims=dims), values=values, fps=fps,
+        onset=onset.astype(np.float32), normalisation=normalisation,
     )
 
 
@@ -240,3 +269,6 @@ register(FeatureSet(
     extract=_mfcc_chroma,
     description="13 MFCCs of the log-mel spectrogram and 12 chroma bins",
 ))
+
+# The learned embeddings (openl3, yamnet, vggish) register themselves; their module needs the names above.
+from daemon.audio import embeddings as _embeddings  # noqa: E402,F401
