@@ -1,0 +1,357 @@
+"""Planning: which styles exist now, which tracks get which styles, and the jobs that follow.
+
+`SpecCatalog` turns the specs folder into the current style versions. A spec that fails to parse gets an
+error report (`renders/_specs/<spec>.error.json`) and its last good version keeps serving — kept in memory
+and in the ledger's `styles` table, so it survives a restart. `Planner.plan` assigns each settled inbox
+track its styles (the specs whose `tracks` globs match it, plus a sidecar `<track stem>.toml` with
+`styles = [...]`, else the configured defaults; empty defaults mean every style) and returns one render job
+per (track, style) and one training job per style that is not in the library yet. Keys come from the ledger.
+
+Nothing here decodes audio or touches tensors; a track is its path and its content hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from daemon.config import Limits
+from daemon.errors import AfxError, SpecError
+from daemon.library import Library, safe_name
+from daemon.logs import get_logger
+from daemon.report import failure_report, write_json_atomic
+from daemon.service.ledger import Ledger, NewJob, render_key, train_key
+from daemon.service.watch import ScanResult, SeenFile
+from daemon.spec import StyleSpec, default_name, load_specs, parse_spec
+from daemon.tables import check_keys, nearest
+
+log = get_logger("afx.planner")
+
+#: files in the inbox that travel with music but are not tracks (sidecars, artwork, cue sheets, notes)
+COMPANION_SUFFIXES = frozenset({
+    ".toml", ".json", ".txt", ".md", ".nfo", ".cue", ".log", ".m3u", ".m3u8", ".pls", ".lrc", ".sfv",
+    ".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".pdf", ".ini", ".db", ".url", ".html",
+})
+SPECS_REPORTS = "_specs"  # renders/_specs/<spec>.error.json
+INBOX_REPORTS = "_inbox"  # renders/_inbox/<file>.error.json (refused files, bad sidecars)
+STYLE_REPORTS = "_styles"  # renders/_styles/<style>.error.json (failed trainings)
+MAX_REFERENCE_TRACKS = 16  # inbox tracks a training samples audio from, at most
+
+
+def is_track(rel: PurePosixPath) -> bool:
+    return rel.suffix.lower() not in COMPANION_SUFFIXES
+
+
+def track_folder_name(rel: PurePosixPath) -> str:
+    """renders/<this>/: the track's stem, with its inbox subfolders when it has some (no collisions)."""
+    return safe_name("-".join(rel.with_suffix("").parts))
+
+
+def render_output(renders: Path, rel: PurePosixPath, style_name: str) -> Path:
+    return renders / track_folder_name(rel) / f"{safe_name(style_name)}.mp4"
+
+
+def error_report_path(output: Path) -> Path:
+    """A failed render's report lies where its video would be: `<style>.error.json`."""
+    return output.with_name(f"{output.stem}.error.json")
+
+
+def style_report_path(renders: Path, style_name: str) -> Path:
+    return renders / STYLE_REPORTS / f"{safe_name(style_name)}.error.json"
+
+
+def render_settings(spec: StyleSpec) -> dict[str, int]:
+    """What of a spec decides a render's pixels (its [render] table)."""
+    return {"width": spec.render.width, "height": spec.render.height, "fps": spec.render.fps}
+
+
+def spec_from_dict(data: dict[str, Any], *, limits: Limits) -> StyleSpec:
+    """Rebuild a StyleSpec from `StyleSpec.to_dict()` (the ledger's copy); its id must come out the same."""
+    table = {k: v for k, v in data.items() if k not in ("style_id", "source", "variant")}
+    spec = parse_spec(table, path=None, name=str(data["name"]), limits=limits)
+    source = Path(data["source"]) if data.get("source") else None
+    spec = dataclasses.replace(spec, source=source, variant=str(data.get("variant") or ""))
+    if data.get("style_id") and spec.style_id != data["style_id"]:
+        raise SpecError(f"the stored spec rebuilds to style {spec.style_id}, not {data['style_id']}",
+                        path=source, hint="this afx computes style ids differently; the spec file will be re-read")
+    return spec
+
+
+# ── problems: errors that belong to a file rather than a job ─────────────────────────────────────────────
+
+class ProblemBook:
+    """Spec, sidecar and inbox errors: a failure report on disk and a row in the ledger, each written once."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.known: dict[str, tuple[str, str, str | None]] = {
+            row["source"]: (row["kind"], row["error_json"], row["report"]) for row in ledger.problems()}
+
+    def sync(self, kind: str, current: dict[str, tuple[BaseException, Path, dict[str, Any]]]) -> None:
+        """Make `kind`'s problems exactly `current` ({source: (error, report path, report fields)})."""
+        for source, (error, report_path, fields) in current.items():
+            report = failure_report(error, stage=kind, **fields)
+            signature = str(report["error"])
+            old = self.known.get(source)
+            if old is not None and old[1] == signature:
+                continue
+            write_json_atomic(report_path, report)
+            self.ledger.set_problem(source, kind=kind, error=report["error"], report=str(report_path))
+            self.known[source] = (kind, signature, str(report_path))
+            log.error(f"{kind}.invalid", source=source, error=report["error"].get("summary"),
+                      report=str(report_path))
+        for source in [s for s, (k, _, _) in self.known.items() if k == kind and s not in current]:
+            self.resolve(source)
+
+    def resolve(self, source: str) -> None:
+        _, _, report = self.known.pop(source, ("", "", None))
+        if report:
+            Path(report).unlink(missing_ok=True)
+        if self.ledger.clear_problem(source):
+            log.info("problem.resolved", source=source)
+
+
+# ── the specs folder ─────────────────────────────────────────────────────────────────────────────────────
+
+@dataclass
+class SpecCatalog:
+    """The style versions the specs folder defines now (the last good one for a broken file)."""
+
+    ledger: Ledger
+    limits: Limits
+    renders: Path
+    problems: ProblemBook
+    by_file: dict[str, list[StyleSpec]] = field(default_factory=dict)  # spec path → its styles
+    parsed: dict[str, tuple[int, int]] = field(default_factory=dict)  # spec path → (size, mtime) last read
+    errors: dict[str, tuple[BaseException, Path, dict[str, Any]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Start from the ledger's current versions, so a spec broken while we were down still serves."""
+        for row in self.ledger.current_styles():
+            try:
+                spec = spec_from_dict(json.loads(row["spec_json"]), limits=self.limits)
+            except Exception as e:  # noqa: BLE001 — a stored version this afx cannot rebuild is skipped, never fatal
+                log.warning("spec.stale", spec=row["spec_path"], style=row["name"], error=str(e))
+                continue
+            self.by_file.setdefault(row["spec_path"], []).append(spec)
+
+    def refresh(self, scan: ScanResult) -> bool:
+        """Read new and changed spec files; returns whether the set of styles changed."""
+        if not scan.available or scan.empty:
+            if self.by_file:
+                log.warning("specs.unavailable", folder=str(scan.root), keeping=len(self.styles()))
+            return False
+        before = {s.style_id for s in self.styles()}
+        present = {str(f.path) for f in scan.settled} | {str(p) for p in scan.pending}
+        for seen in scan.settled:
+            self._read(seen, scan.root)
+        for path in [p for p in self.by_file if p not in present]:
+            log.info("spec.removed", spec=path, styles=[s.name for s in self.by_file[path]])
+            del self.by_file[path]
+            self.ledger.remove_spec(path)
+        for path in [p for p in set(self.errors) | set(self.parsed) if p not in present]:
+            self.errors.pop(path, None)
+            self.parsed.pop(path, None)
+        self._check_names(scan.root)
+        self.problems.sync("spec", self.errors)
+        return {s.style_id for s in self.styles()} != before
+
+    def _read(self, seen: SeenFile, root: Path) -> None:
+        key = str(seen.path)
+        if self.parsed.get(key) == (seen.size, seen.mtime_ns):
+            return
+        self.parsed[key] = (seen.size, seen.mtime_ns)
+        report = self.renders / SPECS_REPORTS / f"{track_folder_name(seen.rel)}.error.json"
+        try:
+            specs = load_specs(seen.path, limits=self.limits)
+        except Exception as e:  # noqa: BLE001 — any failure of one spec must not stop the others
+            serving = [s.style_id for s in self.by_file.get(key, [])]
+            self.errors[key] = (e, report, {"style": default_name(seen.path),
+                                            "extra": {"spec": key, "still_serving": serving}})
+            return
+        self.errors.pop(key, None)
+        old = {s.style_id for s in self.by_file.get(key, [])}
+        self.by_file[key] = specs
+        self.ledger.set_spec_styles(key, [(s.style_id, s.name, s.to_dict()) for s in specs])
+        if {s.style_id for s in specs} != old:
+            log.info("spec.loaded", spec=key, styles={s.name: s.style_id for s in specs})
+
+    def _check_names(self, root: Path) -> None:
+        """Two files defining the same style name would overwrite each other's videos: the later one loses."""
+        owner: dict[str, str] = {}
+        for path in sorted(self.by_file):
+            for spec in list(self.by_file[path]):
+                first = owner.setdefault(safe_name(spec.name), path)
+                if first != path:
+                    error = SpecError(f"style name '{spec.name}' is already defined by {first}", path=path,
+                                      key="name", hint="give this spec another `name` or file name")
+                    report = self.renders / SPECS_REPORTS / f"{safe_name(Path(path).stem)}.error.json"
+                    self.errors[path] = (error, report, {"style": spec.name, "extra": {"spec": path}})
+                    self.by_file[path].remove(spec)
+                    self.parsed.pop(path, None)  # read it again next scan: the other file may be gone by then
+
+    def styles(self) -> list[StyleSpec]:
+        return [spec for path in sorted(self.by_file) for spec in self.by_file[path]]
+
+    def named(self, name: str) -> list[StyleSpec]:
+        """The styles called `name`, or every variant of the spec file called `name` (a sweep)."""
+        exact = [s for s in self.styles() if s.name == name]
+        return exact or [s for s in self.styles() if s.source is not None and default_name(s.source) == name]
+
+    def spec(self, style_id: str) -> StyleSpec | None:
+        return next((s for s in self.styles() if s.style_id == style_id), None)
+
+
+# ── assignment and jobs ──────────────────────────────────────────────────────────────────────────────────
+
+def glob_matches(rel: PurePosixPath, patterns: Iterable[str]) -> bool:
+    """A `tracks` glob matches the path relative to the inbox or the bare file name; `**/` may match nothing."""
+    text = rel.as_posix()
+    for pattern in patterns:
+        pattern = pattern.replace("\\", "/").removeprefix("./")
+        candidates = {pattern, pattern.replace("**/", "")}
+        if any(fnmatchcase(text, p) or fnmatchcase(rel.name, p) for p in candidates):
+            return True
+    return False
+
+
+def read_sidecar(path: Path) -> list[str]:
+    """`styles = ["name", ...]` from a track's sidecar TOML."""
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"not valid TOML: {e}", path=path, hint="fix the syntax at that line") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"cannot read the sidecar ({e})", path=path, transient=True) from e
+    check_keys(table, ["styles"], error=SpecError, path=path, prefix="")
+    styles = table.get("styles", [])
+    if not isinstance(styles, list) or not all(isinstance(s, str) for s in styles):
+        raise SpecError("expected a list of style names", path=path, key="styles", hint='styles = ["neon"]')
+    return styles
+
+
+@dataclass(frozen=True)
+class PlannedTrack:
+    """A settled track and its identity."""
+
+    file: SeenFile  # where it is
+    sha256: str  # what it is
+
+
+@dataclass
+class Plan:
+    """What one scan asks for."""
+
+    jobs: list[NewJob] = field(default_factory=list)  # every job the current files call for
+    tracks: list[PlannedTrack] = field(default_factory=list)  # the settled tracks
+    problems: dict[str, tuple[BaseException, Path, dict[str, Any]]] = field(default_factory=dict)
+
+
+class Planner:
+    """Settled inbox files × current styles → jobs."""
+
+    def __init__(self, *, ledger: Ledger, catalog: SpecCatalog, library: Library, renders: Path,
+                 default_styles: tuple[str, ...], hash_file: Callable[[Path], str]) -> None:
+        self.ledger = ledger
+        self.catalog = catalog
+        self.library = library
+        self.renders = renders
+        self.default_styles = default_styles
+        self.hash_file = hash_file
+        self._hashes: dict[Path, tuple[int, int, str]] = {}
+
+    def plan(self, inbox: ScanResult, *, tick: Callable[[], None] = lambda: None) -> Plan:
+        plan = Plan()
+        for path, reason in inbox.refused:
+            rel = path.relative_to(inbox.root).as_posix()
+            error = AfxError(f"refused: {reason}", path=path, hint="copy the file into the inbox instead of linking it")
+            report = self.renders / INBOX_REPORTS / f"{track_folder_name(PurePosixPath(rel))}.error.json"
+            plan.problems[str(path)] = (error, report, {"track": str(path)})
+        settled = {f.rel: f for f in inbox.settled}
+        for seen in inbox.settled:
+            if not is_track(seen.rel):
+                continue
+            sha = self._sha(seen)
+            tick()
+            if sha is None:
+                continue
+            track = PlannedTrack(file=seen, sha256=sha)
+            plan.tracks.append(track)
+            styles = self._assign(track, settled, inbox.pending, plan)
+            for spec in styles:
+                plan.jobs.extend(self._jobs_for(track, spec))
+        return plan
+
+    def _sha(self, seen: SeenFile) -> str | None:
+        """Content hash, reused while size and mtime are unchanged (in memory, then from the ledger)."""
+        cached = self._hashes.get(seen.path)
+        if cached and cached[:2] == (seen.size, seen.mtime_ns):
+            return cached[2]
+        sha = self.ledger.known_hash(seen.path, size=seen.size, mtime_ns=seen.mtime_ns)
+        if sha is None:
+            try:
+                sha = self.hash_file(seen.path)
+            except OSError as e:
+                log.warning("track.unreadable", track=str(seen.path), error=str(e))
+                return None
+            self.ledger.record_track(seen.path, sha256=sha, size=seen.size, mtime_ns=seen.mtime_ns)
+            log.info("track.seen", track=str(seen.path), sha256=sha[:12], bytes=seen.size)
+        self._hashes[seen.path] = (seen.size, seen.mtime_ns, sha)
+        return sha
+
+    def _assign(self, track: PlannedTrack, settled: dict[PurePosixPath, SeenFile], pending: tuple[Path, ...],
+                plan: Plan) -> list[StyleSpec]:
+        """Glob matches + sidecar styles, else the defaults (empty defaults: every style)."""
+        rel = track.file.rel
+        styles = [s for s in self.catalog.styles() if s.tracks and glob_matches(rel, s.tracks)]
+        sidecar_rel = rel.with_suffix(".toml")
+        sidecar_path = track.file.path.with_suffix(".toml")
+        if sidecar_path in pending:
+            return []  # the sidecar is still being written: decide once it settled
+        if sidecar_rel in settled:
+            try:
+                styles += self._named(read_sidecar(settled[sidecar_rel].path), path=settled[sidecar_rel].path)
+            except SpecError as e:
+                report = self.renders / INBOX_REPORTS / f"{track_folder_name(sidecar_rel)}.error.json"
+                plan.problems[str(sidecar_path)] = (e, report, {"track": str(track.file.path)})
+                return []
+        if not styles:
+            styles = self._named(self.default_styles, path=None) if self.default_styles else self.catalog.styles()
+        unique: dict[str, StyleSpec] = {}
+        for spec in styles:
+            unique.setdefault(spec.style_id, spec)
+        return list(unique.values())
+
+    def _named(self, names: Iterable[str], *, path: Path | None) -> list[StyleSpec]:
+        found: list[StyleSpec] = []
+        for name in names:
+            specs = self.catalog.named(name)
+            if not specs:
+                known = sorted({s.name for s in self.catalog.styles()})
+                guess = nearest(name, known)
+                hint = f"did you mean '{guess}'?" if guess else f"known styles: {', '.join(known) or 'none'}"
+                if path is None:
+                    log.warning("defaults.unknown_style", style=name, hint=hint)
+                    continue
+                raise SpecError(f"no style named '{name}' in specs/", path=path, key="styles", hint=hint)
+            found += specs
+        return found
+
+    def _jobs_for(self, track: PlannedTrack, spec: StyleSpec) -> list[NewJob]:
+        jobs = []
+        if not self.library.has(spec.name, spec.style_id):
+            jobs.append(NewJob(key=train_key(spec.style_id), kind="train", style_id=spec.style_id,
+                               style_name=spec.name, settings={},
+                               output=str(self.library.folder_for(spec.name, spec.style_id))))
+        settings = render_settings(spec)
+        out = render_output(self.renders, track.file.rel, spec.name)
+        jobs.append(NewJob(key=render_key(track.sha256, spec.style_id, settings), kind="render",
+                           style_id=spec.style_id, style_name=spec.name, settings=settings, output=str(out),
+                           track_sha=track.sha256, track_path=str(track.file.path)))
+        return jobs

@@ -1,0 +1,525 @@
+"""`afx run`: the loop — scan → plan → claim → execute → publish.
+
+The loop owns the ledger writes; workers (see `executor`) only run pipeline stages and report outcomes.
+Signal handlers only set flags (and wake the loop through a pipe): SIGTERM/SIGINT stop taking jobs, ask the
+running ones to stop (a render aborts and is requeued, a training checkpoints) and exit 0 within
+`stop_timeout_s`; SIGHUP reloads afx.toml. On start, jobs of a crashed or killed run go back to the queue
+and its scratch files are removed. systemd is told READY / WATCHDOG / STATUS / STOPPING when it asks.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import shutil
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from daemon.audio.decode import file_sha256
+from daemon.config import ServiceConfig, load_config
+from daemon.errors import AfxError, AudioError, ConfigError, LedgerError
+from daemon.library import Library
+from daemon.logs import configure_logging, get_logger
+from daemon.report import failure_report, write_json_atomic
+from daemon.service.executor import Executor, LocalExecutor, Outcome, WorkItem, worker_devices
+from daemon.service.ledger import Job, Ledger
+from daemon.service.notify import Notifier
+from daemon.service.planner import Plan, Planner, ProblemBook, SpecCatalog, error_report_path, style_report_path
+from daemon.service.status import HEARTBEAT_S, ledger_path, pid_alive
+from daemon.service.watch import FolderWatcher, ScanResult, SettleTracker
+
+log = get_logger("afx.service")
+
+HOST = socket.gethostname()
+LOCK_FILE = "service.lock"
+PROGRESS_S = 1.0  # how often running jobs' progress is written (and leases renewed)
+DISPATCH_S = 2.0  # how often idle workers look for work when nothing woke them (back-offs, `afx retry`)
+STOP_MARGIN_S = 3.0  # of stop_timeout_s, kept for publishing and exiting after workers stop
+SCRATCH_AGE_S = 600.0  # scratch files without an owner pid are removed once this old
+MAX_REFERENCE_TRACKS = 16  # inbox tracks handed to a training
+MAX_LOOP_FAILURES = 30  # consecutive failures of the loop's own duties before the service gives up
+
+
+class Waker:
+    """A self-pipe: signals (via set_wakeup_fd), watchdog events and finished jobs interrupt the loop's sleep."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def poke(self) -> None:
+        try:
+            os.write(self.write_fd, b"\0")
+        except BlockingIOError:
+            pass  # already awake
+
+    def wait(self, timeout: float) -> None:
+        ready, _, _ = select.select([self.read_fd], [], [], max(0.0, timeout))
+        if ready:
+            try:
+                while os.read(self.read_fd, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def close(self) -> None:
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
+@dataclass
+class Flags:
+    """What signal handlers may touch: plain attributes, read by the loop."""
+
+    stop: str | None = None  # the signal's name
+    force: bool = False  # a second stop signal: do not wait for jobs
+    reload: bool = False
+
+
+@dataclass
+class Timers:
+    """Monotonic times of the loop's periodic duties."""
+
+    next_scan: float = 0.0
+    next_dispatch: float = 0.0
+    next_progress: float = 0.0
+    next_heartbeat: float = 0.0
+    next_sweep: float = 0.0
+
+
+@dataclass
+class Scanning:
+    """The scanning half of the service, rebuilt when SIGHUP changes the config."""
+
+    specs: SettleTracker
+    inbox: SettleTracker
+    watcher: FolderWatcher
+    catalog: SpecCatalog
+    planner: Planner
+    library: Library
+    last_counts: dict[str, int] = field(default_factory=dict)
+
+
+class Service:
+    """One service process on one state folder (a lock file makes sure of that)."""
+
+    def __init__(self, config: ServiceConfig, *, config_file: Path | None = None,
+                 notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.config_file = config_file
+        self.notifier = notifier or Notifier()
+        self.owner = f"{HOST}:{os.getpid()}"
+        self.flags = Flags()
+        self.timers = Timers()
+        self.waker = Waker()
+        self.items: dict[str, WorkItem] = {}  # running jobs, by key
+        self.started = time.time()
+        self.ready = False
+        self.abandoned = False  # a job did not stop within the timeout
+        self.failures: dict[str, int] = {}  # consecutive failures of each of the loop's duties
+        self._lock_fd: int | None = None
+
+    # ── life cycle ───────────────────────────────────────────────────────────────────────────────────────
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the exit status (0 after a clean stop)."""
+        self._install_signals()
+        self.start()
+        try:
+            while self.flags.stop is None:
+                self.step()
+        finally:
+            self.shutdown()
+        if self.abandoned:  # a worker thread is stuck in a stage: do not wait for it at interpreter exit
+            sys.stderr.flush()
+            os._exit(0)
+        return 0
+
+    def start(self) -> None:
+        config = self.config
+        for name in ("inbox", "specs", "library", "renders", "state"):
+            try:
+                config.path(name).mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"cannot create the {name} folder ({e.strerror})", path=config.path(name),
+                                  key=f"folders.{name}", hint="fix the path or its permissions") from e
+        self._lock(config.path("state") / LOCK_FILE)
+        self.ledger = Ledger(ledger_path(config))
+        for key in self.ledger.recover(host=HOST, alive=pid_alive):
+            log.warning("job.recovered", job=key, reason="its service stopped without finishing it")
+        self.devices = worker_devices(config)
+        self.executor: Executor = LocalExecutor(self.devices, wake=self.waker.poke)
+        self.problems = ProblemBook(self.ledger)
+        self.folders = self._folders(config)
+        self.folders.watcher.start()
+        sweep_scratch(config)
+        self._heartbeat("starting")
+        log.info("service.start", pid=os.getpid(), config=str(self.config_file) if self.config_file else None,
+                 inbox=str(config.path("inbox")), specs=str(config.path("specs")),
+                 renders=str(config.path("renders")), library=str(config.path("library")),
+                 ledger=str(self.ledger.path), workers=self.devices, notify=self.notifier.enabled)
+
+    def _folders(self, config: ServiceConfig) -> Scanning:
+        library = Library(config.path("library"))
+        catalog = SpecCatalog(ledger=self.ledger, limits=config.limits, renders=config.path("renders"),
+                              problems=self.problems)
+        planner = Planner(ledger=self.ledger, catalog=catalog, library=library, renders=config.path("renders"),
+                          default_styles=config.default_styles, hash_file=file_sha256)
+        watcher = FolderWatcher([config.path("inbox"), config.path("specs")], polling=config.polling,
+                                rescan_s=config.rescan_s, wake=self.waker.poke)
+        inbox = SettleTracker(settle_s=config.settle_s)
+        for row in self.ledger.query("SELECT path, size, mtime_ns FROM tracks"):
+            # hashed by an earlier run and unchanged since: settled already, no need to wait again
+            inbox.seed(Path(row["path"]), size=row["size"], mtime_ns=row["mtime_ns"])
+        return Scanning(specs=SettleTracker(settle_s=config.settle_s), inbox=inbox,
+                       watcher=watcher, catalog=catalog, planner=planner, library=library)
+
+    def _lock(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LedgerError("another afx service is running on this state folder", path=path,
+                              hint="stop it first (systemctl stop afx), or give this one another state folder")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _install_signals(self) -> None:
+        def stop(signum: int, _frame: Any) -> None:
+            if self.flags.stop is not None:
+                self.flags.force = True
+            self.flags.stop = signal.Signals(signum).name
+
+        def reload(_signum: int, _frame: Any) -> None:
+            self.flags.reload = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+        signal.set_wakeup_fd(self.waker.write_fd, warn_on_full_buffer=False)
+
+    def shutdown(self) -> None:
+        reason = self.flags.stop or "error"
+        self.notifier.stopping()
+        log.info("service.stopping", reason=reason, running=len(self.items))
+        if not hasattr(self, "ledger"):
+            return
+        try:
+            self.folders.watcher.stop()
+            deadline = time.monotonic() + max(1.0, self.config.stop_timeout_s - STOP_MARGIN_S)
+            left = self.executor.running()
+            while left and time.monotonic() < deadline and not self.flags.force:  # a second signal: at once
+                left = self.executor.shutdown(timeout=0.2)
+            self.collect()
+            for key in left:
+                self.ledger.release(key, owner=self.owner)
+                log.warning("job.abandoned", job=key, reason="did not stop within the stop timeout; requeued")
+                self.abandoned = True
+            self._heartbeat("stopped")
+        finally:
+            self.ledger.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+            log.info("service.stop", reason=reason, uptime_s=round(time.time() - self.started, 1))
+
+    # ── one pass of the loop ─────────────────────────────────────────────────────────────────────────────
+
+    def step(self) -> None:
+        now = time.monotonic()
+        if self.flags.reload:
+            self.flags.reload = False
+            self.reload()
+        changed = False
+        if now >= self.timers.next_scan or self.folders.watcher.rescan_due(now):
+            self.timers.next_scan = now + self.config.rescan_s  # unless scan() finds sooner work
+            changed |= bool(self._guarded("scan", self.scan))
+            if not self.ready:
+                self.ready = True
+                self.notifier.ready(self._guarded("status", self.status_line) or "")
+                log.info("service.ready")
+        changed |= bool(self._guarded("collect", self.collect))
+        if now >= self.timers.next_progress:
+            self.timers.next_progress = now + PROGRESS_S
+            self._guarded("renew", self.renew)
+        if changed or now >= self.timers.next_dispatch:
+            self.timers.next_dispatch = now + DISPATCH_S
+            self._guarded("dispatch", self.dispatch)
+        if now >= self.timers.next_heartbeat:
+            self.timers.next_heartbeat = now + HEARTBEAT_S
+            self._guarded("heartbeat", self._beat)
+        self.notifier.watchdog()
+        if self.flags.stop is None:
+            wake_at = min(self.timers.next_scan, self.folders.watcher.next_due(), self.timers.next_dispatch,
+                          self.timers.next_heartbeat, self.timers.next_progress if self.items else float("inf"))
+            pause = 1.0 if any(self.failures.values()) else min(1.0, max(0.02, wake_at - time.monotonic()))
+            self.waker.wait(pause)
+
+    def _guarded(self, what: str, fn: Any, *args: Any) -> Any:
+        """One failing duty (a full disk, a locked ledger) is logged and retried next pass, not fatal —
+        unless it keeps failing: then the service exits non-zero and systemd restarts it."""
+        try:
+            result = fn(*args)
+        except Exception as e:  # noqa: BLE001
+            self.failures[what] = self.failures.get(what, 0) + 1
+            log.error("loop.error", duty=what, error=str(e), consecutive=self.failures[what], exc_info=e)
+            if self.failures[what] >= MAX_LOOP_FAILURES:
+                raise
+            return None
+        self.failures[what] = 0
+        return result
+
+    def scan(self) -> bool:
+        """Scan both folders, plan, and record the jobs the files call for; True when jobs changed."""
+        config, f = self.config, self.folders
+        now = time.monotonic()
+        f.watcher.scanned(now)
+        f.watcher.ensure_alive()
+        if now >= self.timers.next_sweep:
+            self.timers.next_sweep = now + config.rescan_s
+            sweep_scratch(config)
+        specs = f.specs.scan(config.path("specs"), now=now, include=lambda rel: rel.suffix == ".toml")
+        f.catalog.refresh(specs)
+        inbox = f.inbox.scan(config.path("inbox"), now=now)
+        plan = f.planner.plan(inbox, tick=self.notifier.watchdog)
+        if inbox.available:
+            self.problems.sync("inbox", plan.problems)
+        created = self.ledger.ensure_jobs(plan.jobs)
+        superseded = 0
+        if inbox.available and not inbox.empty:
+            superseded = self._supersede(plan, inbox)
+        self.timers.next_scan = min(t for t in (f.watcher.next_due(), specs.next_check, inbox.next_check)
+                                    if t is not None)
+        counts = {"tracks": len(plan.tracks), "pending": len(inbox.pending) + len(specs.pending),
+                  "styles": len(f.catalog.styles()), "new_jobs": created, "superseded": superseded}
+        if counts != f.last_counts or created:
+            log.info("scan.done", **counts, refused=len(inbox.refused), inbox_available=inbox.available,
+                     specs_available=specs.available)
+        f.last_counts = counts
+        return bool(created or superseded)
+
+    def _supersede(self, plan: Plan, inbox: ScanResult) -> int:
+        """Queued jobs the current files no longer ask for are set aside: their style version is gone (an
+        edited spec), their settled track no longer gets that style, or their track left the inbox. A track
+        that is still settling keeps its jobs; a set-aside job comes back when it is asked for again."""
+        wanted = {job.key for job in plan.jobs}
+        styles = {spec.style_id for spec in self.folders.catalog.styles()}
+        planned = {track.sha256 for track in plan.tracks}
+        settling = {str(path) for path in inbox.pending}
+
+        def stale(job: Job) -> bool:
+            if job.key in wanted:
+                return False
+            if job.style_id not in styles:
+                return True
+            if job.kind == "train":
+                return not settling
+            return job.track_sha in planned or job.track_path not in settling
+
+        stale_keys = [j.key for j in self.ledger.jobs("state = 'queued'") if stale(j)]
+        return self._set_aside(stale_keys)
+
+    def _set_aside(self, stale: list[str]) -> int:
+        if stale:
+            with self.ledger.transaction() as conn:
+                conn.executemany("UPDATE jobs SET state = 'superseded', updated = ? WHERE key = ? AND state = 'queued'",
+                                 [(time.time(), key) for key in stale])
+            log.info("jobs.superseded", count=len(stale))
+        return len(stale)
+
+    # ── claiming and running ─────────────────────────────────────────────────────────────────────────────
+
+    def dispatch(self) -> None:
+        idle = self.executor.idle()
+        while idle and self.flags.stop is None:
+            slot = idle[0]
+            device = slot.split("#")[0]
+            job = self.ledger.claim(owner=self.owner, lease_s=self.config.lease_s, ready=self._ready, worker=device)
+            if job is None:
+                return
+            if job.attempts > self.config.retries + 1:
+                # started this often without ever ending: it takes the whole service down (out of memory?)
+                error = AfxError(f"the service stopped {job.attempts - 1} times while running this job",
+                                 hint="look for a crash or the out-of-memory killer in the journal; "
+                                      "`afx retry` requeues it", transient=True)
+                self._failed(job, Outcome(key=job.key, status="failed", error=error, output=None, seconds=0.0,
+                                          worker=slot))
+                continue
+            idle.pop(0)
+            try:
+                item = self._work_item(job)
+                self.executor.submit(item, slot=slot)
+            except BaseException:
+                self.ledger.release(job.key, owner=self.owner)  # never leave a claimed job running nowhere
+                raise
+            self.items[job.key] = item
+            log.info("job.start", job=job.key[:16], kind=job.kind, what=job.label(), attempt=job.attempts,
+                     device=device)
+
+    def _ready(self, job: Job) -> bool:
+        """A render waits for its style in the library and for its track's file."""
+        if job.kind == "train":
+            return True
+        return self.folders.library.has(job.style_name, job.style_id) and self._track_path(job) is not None
+
+    def _track_path(self, job: Job) -> Path | None:
+        """Where the job's track content is now (it may have been renamed since planning)."""
+        candidates = [Path(job.track_path)] if job.track_path else []
+        candidates += [p for p in self.ledger.track_paths(job.track_sha or "") if p not in candidates]
+        for path in candidates:
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if self.ledger.known_hash(path, size=st.st_size, mtime_ns=st.st_mtime_ns) == job.track_sha:
+                return path
+        return None
+
+    def _work_item(self, job: Job) -> WorkItem:
+        references: tuple[Path, ...] = ()
+        if job.kind == "train":
+            renders = self.ledger.jobs("kind = 'render' AND style_id = ? AND state != 'bad_input'", (job.style_id,))
+            found = [p for p in (self._track_path(r) for r in renders) if p is not None]
+            references = tuple(dict.fromkeys(found))[:MAX_REFERENCE_TRACKS]
+        return WorkItem(job=job, spec=self.ledger.style_spec(job.style_id),
+                        track_path=self._track_path(job) if job.kind == "render" else None,
+                        reference_tracks=references, config=self.config)
+
+    def renew(self) -> None:
+        if self.items:
+            self.ledger.renew(owner=self.owner, keys=list(self.items), lease_s=self.config.lease_s,
+                              progress={k: v for k, v in self.executor.progress().items() if v[0] is not None})
+
+    # ── publishing outcomes ──────────────────────────────────────────────────────────────────────────────
+
+    def collect(self) -> bool:
+        outcomes = self.executor.poll()
+        for outcome in outcomes:
+            self.publish(outcome)
+        return bool(outcomes)
+
+    def publish(self, outcome: Outcome) -> None:
+        item = self.items.pop(outcome.key, None)
+        job = self.ledger.get(outcome.key) if item is None else item.job
+        if job is None:
+            return
+        if outcome.status == "done":
+            self.ledger.finish(job.key, owner=self.owner, output=outcome.output)
+            self._report_path(job).unlink(missing_ok=True)  # a stale failure report from an earlier attempt
+            log.info("job.done", job=job.key[:16], kind=job.kind, what=job.label(), output=outcome.output,
+                     seconds=outcome.seconds)
+        elif outcome.status == "stopped":
+            self.ledger.release(job.key, owner=self.owner)
+            log.info("job.stopped", job=job.key[:16], kind=job.kind, what=job.label(), seconds=outcome.seconds)
+        else:
+            self._failed(job, outcome)
+
+    def _report_path(self, job: Job) -> Path:
+        if job.kind == "render":
+            return error_report_path(Path(str(job.output)))
+        return style_report_path(self.config.path("renders"), job.style_name)
+
+    def _failed(self, job: Job, outcome: Outcome) -> None:
+        error = outcome.error or RuntimeError("unknown failure")
+        if job.kind == "render" and isinstance(error, AudioError) and self._track_path(job) is None:
+            # the file went away while queued: not the content's fault; wait for it to come back
+            self.ledger.release(job.key, owner=self.owner, not_before=time.time() + self.config.rescan_s)
+            log.warning("job.track_missing", job=job.key[:16], what=job.label())
+            return
+        transient = error.transient if isinstance(error, AfxError) else True
+        retry_at = None
+        if not transient:
+            state = "bad_input"
+        elif job.attempts <= self.config.retries:
+            state = "queued"
+            retry_at = time.time() + self.config.retry_backoff_s * 2 ** max(0, job.attempts - 1)
+        else:
+            state = "failed"
+        report_path = self._report_path(job)
+        report = failure_report(error, stage=job.kind, track=job.track_path, style=job.style_name, extra={
+            "job": {"key": job.key, "kind": job.kind, "attempts": job.attempts, "state": state,
+                    "retry_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(retry_at)) if retry_at else None,
+                    "style_id": job.style_id, "output": job.output}})
+        write_json_atomic(report_path, report)
+        self.ledger.fail(job.key, owner=self.owner, state=state, not_before=retry_at or 0.0,
+                         error={**report["error"], "report": str(report_path), "time": report["time"]})
+        log.error("job.failed", job=job.key[:16], kind=job.kind, what=job.label(), state=state,
+                  attempt=job.attempts, error=report["error"]["summary"], report=str(report_path))
+
+    # ── config reload, heartbeat ─────────────────────────────────────────────────────────────────────────
+
+    def reload(self) -> None:
+        try:
+            new = load_config(self.config_file)
+        except AfxError as e:
+            log.error("config.reload_failed", error=e.user_line())
+            return
+        changed = [f.name for f in fields(ServiceConfig) if getattr(new, f.name) != getattr(self.config, f.name)]
+        if new.path("state") != self.config.path("state"):
+            log.warning("config.state_unchanged", reason="a new state folder needs a restart")
+            new = _with_state(new, self.config)
+        self.folders.watcher.stop()
+        self.config = new
+        configure_logging(json_lines=new.log_json, level="info")
+        self.folders = self._folders(new)
+        self.folders.watcher.start()
+        self.timers.next_scan = 0.0
+        log.info("config.reloaded", changed=changed)
+
+    def _beat(self) -> None:
+        """The ledger's heartbeat (for `afx status`) and systemd's STATUS= line."""
+        self._heartbeat("running")
+        self.notifier.status(self.status_line())
+
+    def _heartbeat(self, state: str) -> None:
+        self.ledger.set_meta("service", {
+            "pid": os.getpid(), "host": HOST, "state": state, "started": self.started, "heartbeat": time.time(),
+            "workers": getattr(self, "devices", []), "config": str(self.config_file) if self.config_file else None,
+            "inbox": str(self.config.path("inbox")), "renders": str(self.config.path("renders"))})
+
+    def status_line(self) -> str:
+        counts = self.ledger.counts()
+        total = {s: sum(counts[k][s] for k in counts) for s in ("queued", "running", "done", "failed", "bad_input")}
+        line = (f"{total['queued']} queued, {total['running']} running, {total['done']} done, "
+                f"{total['failed'] + total['bad_input']} failed")
+        progress = self.executor.progress()
+        for key, item in list(self.items.items())[:1]:
+            done, all_ = progress.get(key, (None, None))
+            line += f"; {item.job.label()}" + (f" {done}/{all_}" if done is not None and all_ else "")
+        return line
+
+
+def _with_state(new: ServiceConfig, old: ServiceConfig) -> ServiceConfig:
+    from dataclasses import replace
+
+    return replace(new, folders=replace(new.folders, state=old.path("state")))
+
+
+def sweep_scratch(config: ServiceConfig) -> int:
+    """Remove scratch files a killed run left: `.x.partial-PID.mp4` of dead pids, old `.tmp` files and folders."""
+    removed = 0
+    now = time.time()
+    renders, library = config.path("renders"), config.path("library")
+    for path in list(renders.rglob(".*.partial-*")) if renders.is_dir() else []:
+        pid = path.name.rsplit("partial-", 1)[-1].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed += 1
+    for root in (renders, library):
+        for path in list(root.rglob(".*.tmp*")) if root.is_dir() else []:
+            try:
+                old = now - path.lstat().st_mtime > SCRATCH_AGE_S
+            except OSError:
+                continue
+            if old:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                removed += 1
+    if removed:
+        log.info("scratch.removed", count=removed)
+    return removed
