@@ -162,7 +162,7 @@ def cmd_train(args: argparse.Namespace, config: ServiceConfig) -> int:
                 print(f"up to date: {spec.name} (id {spec.style_id}) — use --force to retrain")
             else:
                 _train_one(spec, config, library=library, inbox=inbox, device=args.device or config.device,
-                           allow_download=not args.offline)
+                           allow_download=config.download_models and not args.offline)
             trained.append(spec)
         if len(variants) > 1:
             _sweep_report(path, trained, library, config, inbox)
@@ -346,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("specs", nargs="*", help="spec files (default: every specs/*.toml)")
     p.add_argument("--force", action="store_true", help="retrain even when the library has this version")
     p.add_argument("--device", help="auto | cpu | cuda (default from config: auto)")
-    p.add_argument("--offline", action="store_true", help="never try to download CLIP weights")
+    p.add_argument("--offline", action="store_true",
+                   help="never try to download CLIP weights (also: download_models = false in afx.toml)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("library", help="list trained styles")
@@ -397,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("afx: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `afx status | head`: the reader left; nothing more to say
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ class ServiceConfig:
     settle_s: float = field(default=5.0, metadata=bounds(lo=0.0, hi=3600.0))  # stable size+mtime this long
     rescan_s: float = field(default=60.0, metadata=bounds(lo=1.0, hi=86400.0))  # full rescan interval
     polling: bool = False  # use watchdog's polling observer (network mounts)
+    download_models: bool = True  # fetch missing CLIP weights; false: use the models cache only (offline hosts)
     default_styles: tuple[str, ...] = ()  # styles for tracks no spec or sidecar assigns; empty: all specs
     retries: int = field(default=3, metadata=bounds(lo=0, hi=20))  # attempts for transient failures
     retry_backoff_s: float = field(default=30.0, metadata=bounds(lo=0.0, hi=86400.0))  # first back-off

@@ -31,6 +31,11 @@ def test_training_and_render_sizes_sample_the_same_field():
     # pixel centres of the small grid lie midway between pairs of big-grid centres
     mid = (big_coords[0::2, 0::2] + big_coords[1::2, 1::2]) / 2
     torch.testing.assert_close(small_coords[..., :2], mid[..., :2])
+    # and the network sees the same field there: equal colours at equal points
+    mid_xyr = torch.cat([mid[..., :2], mid[..., :2].norm(dim=-1, keepdim=True)], dim=-1).reshape(-1, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(style.model(small_coords.reshape(-1, 3), temporal),
+                                   style.model(mid_xyr, temporal), atol=1e-5, rtol=1e-5)
 
 
 def test_split_first_layer_equals_the_concatenated_input():

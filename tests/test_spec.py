@@ -14,7 +14,6 @@ from daemon.spec import (
     AudioSpec,
     Prompt,
     RenderSpec,
-    StyleSpec,
     TrainingSpec,
     load_spec,
     load_specs,

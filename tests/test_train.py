@@ -23,7 +23,6 @@ from daemon.errors import GuidanceError
 from daemon.guidance import load_guide
 from daemon.library import Library
 from daemon.spec import load_spec, parse_spec
-from daemon.style import Style
 from daemon.train import TrainingInterrupted, optimise
 
 PROMPT = "organic flowing shapes with strong contrast"

@@ -146,7 +146,8 @@ def run_train(item: WorkItem, *, device: str, control: JobControl) -> str:
             style = pipeline.train_style(
                 spec, library=library, ctx=audio_context(config), reference_tracks=references, device=device,
                 checkpoint_dir=config.path("state") / "checkpoints" / job.style_id,
-                models_dir=config.path("models"), on_step=control.on_step, should_stop=control.should_stop)
+                models_dir=config.path("models"), allow_download=config.download_models,
+                on_step=control.on_step, should_stop=control.should_stop)
             return str(getattr(style, "folder", None) or folder)
         except AudioError as e:
             # one undecodable inbox track must not block the style for every other track
