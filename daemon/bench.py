@@ -108,7 +108,8 @@ def bench_devices(choice: str) -> list[torch.device]:
 
 def run_bench(plan: BenchPlan, *, devices: list[torch.device], out: Path, e2e_size: tuple[int, int] | None = None,
               on_row: OnRow | None = None) -> dict[str, Any]:
-    """Measure everything in `plan` on `devices`; the JSON is rewritten to `out` after every section."""
+    """Measure everything in `plan` on `devices`; the JSON is rewritten to `out` after every row, so a long
+    run that is stopped keeps what it measured."""
     result: dict[str, Any] = {"schema": BENCH_SCHEMA, "created": now_iso(), "plan": plan.name,
                               "machine": machine_info(), "versions": versions(), "devices": [str(d) for d in devices]}
 
@@ -163,7 +164,8 @@ def render_rows(plan: BenchPlan, device: torch.device) -> Iterator[Row]:
     for width in plan.widths:
         style = bench_style(width)
         for size in plan.sizes:
-            yield render_row(style, size, device, plan=plan)
+            context = {"device": device_label(device), "size": f"{size[0]}x{size[1]}", "network": network_label(style)}
+            yield guarded(context, lambda: render_row(style, size, device, plan=plan))
 
 
 def render_row(style: Style, size: tuple[int, int], device: torch.device, *, plan: BenchPlan) -> Row:
@@ -275,7 +277,8 @@ def quality_rows(plan: BenchPlan, device: torch.device) -> Iterator[Row]:
     for width in plan.widths:
         style = bench_style(width)
         for precision in device_precisions(device):
-            yield quality_row(style, device, precision, size=plan.quality_size)
+            context = {"device": device_label(device), "network": network_label(style), "precision": precision}
+            yield guarded(context, lambda: quality_row(style, device, precision, size=plan.quality_size))
 
 
 def device_precisions(device: torch.device) -> list[str]:
@@ -421,6 +424,10 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def encoder_rows(plan: BenchPlan) -> Iterator[Row]:
+    yield guarded({"size": "{}x{}".format(*plan.encoder_size)}, lambda: encoder_row(plan))
+
+
+def encoder_row(plan: BenchPlan) -> Row:
     from daemon.encode import VideoWriter
 
     width, height = plan.encoder_size
@@ -433,8 +440,8 @@ def encoder_rows(plan: BenchPlan) -> Iterator[Row]:
             writer.write(frame[None])
         writer.close()
         seconds = time.perf_counter() - began
-    return iter([{"size": f"{width}x{height}", "frames": plan.encoder_frames, "seconds": round(seconds, 3),
-                  "fps": round(plan.encoder_frames / seconds, 2)}])
+    return {"size": f"{width}x{height}", "frames": plan.encoder_frames, "seconds": round(seconds, 3),
+            "fps": round(plan.encoder_frames / seconds, 2)}
 
 
 def synthetic_frames(width: int, height: int, n: int) -> list[np.ndarray]:
@@ -473,6 +480,17 @@ def target_checks(result: dict[str, Any]) -> list[Row]:
 
 def check(what: str, value: float, goal: float, *, above: bool = True) -> Row:
     return {"target": what, "value": value, "goal": goal, "met": value >= goal if above else value <= goal}
+
+
+def guarded(context: Row, measure: Callable[[], Row]) -> Row:
+    """One measurement; a failure (out of memory at 1080p, an ffmpeg error) becomes an error row, not the
+    end of the run."""
+    try:
+        return measure()
+    except AfxError as e:
+        return {**context, "error": e.user_line()}
+    except (RuntimeError, MemoryError) as e:  # torch reports allocation failures as RuntimeError
+        return {**context, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
 
 
 # ── shared helpers ───────────────────────────────────────────────────────────────────────────────────────
