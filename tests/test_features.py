@@ -79,6 +79,11 @@ def test_cache_hits_by_content_and_settings(tmp_path, make_wav):
     assert second.names == first.names and second.normalisation == first.normalisation
     assert cache_key(track.sha256, sets=["fft"], fps=24, sample_rate=SR) != key
     assert cache_key(track.sha256, sets=["fft", "mfcc_chroma"], fps=30, sample_rate=SR) != key
-    (tmp_path / "cache" / f"{key}.npz").write_bytes(b"damaged")
+    entry = tmp_path / "cache" / f"{key}.npz"
+    whole = entry.read_bytes()
+    entry.write_bytes(b"damaged")
     _, hit3 = cache.get_or_compute(key, compute)
     assert hit3 is False and len(calls) == 2
+    entry.write_bytes(whole[: len(whole) // 2])  # truncated mid-write on a filesystem without atomic rename
+    _, hit4 = cache.get_or_compute(key, compute)
+    assert hit4 is False and len(calls) == 3

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -51,19 +52,17 @@ class FeatureCache:
         return timeline, False
 
     def load(self, key: str) -> FeatureTimeline | None:
-        if self.root is None:
-            return None
-        path = self.root / f"{key}.npz"
-        if not path.exists():
+        """The timeline stored under `key`, or None on a miss or a damaged entry."""
+        arrays = self.load_arrays(key)
+        if arrays is None:
             return None
         try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                return FeatureTimeline(
-                    sets=tuple(meta["sets"]), names=tuple(meta["names"]), values=data["values"].copy(),
-                    fps=float(meta["fps"]), onset=data["onset"].copy(), normalisation=meta["normalisation"],
-                )
-        except (OSError, ValueError, KeyError):
+            meta = json.loads(str(arrays["meta"]))
+            return FeatureTimeline(
+                sets=tuple(meta["sets"]), names=tuple(meta["names"]), values=arrays["values"],
+                fps=float(meta["fps"]), onset=arrays["onset"], normalisation=meta["normalisation"],
+            )
+        except (ValueError, KeyError):
             return None
 
     def store(self, key: str, timeline: FeatureTimeline) -> None:
@@ -81,7 +80,7 @@ class FeatureCache:
         try:
             with np.load(path, allow_pickle=False) as data:
                 return {name: data[name].copy() for name in data.files}
-        except (OSError, ValueError, KeyError, EOFError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged: recompute, never crash
             return None
 
     def store_arrays(self, key: str, arrays: Mapping[str, np.ndarray]) -> None:
