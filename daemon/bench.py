@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from daemon.audio.features import FeatureTimeline, available_sets, columns_for
+from daemon.audio.features import FeatureTimeline, available_sets
 from daemon.cppn import CPPNConfig
 from daemon.errors import AfxError, RenderError
 from daemon.render import (
@@ -502,7 +502,7 @@ def bench_style(width: int) -> Style:
 def synthetic_timeline(style: Style, n_frames: int, *, seed: int = 0) -> FeatureTimeline:
     """Feature rows shaped like normalised ones (tanh of a random walk), for the style's columns."""
     rng = np.random.default_rng(seed)
-    columns = columns_for(style.features.sets)
+    columns = style.features.columns  # the style's own (embedding sets: its embedding_dims, not the default)
     walk = np.cumsum(rng.standard_normal((n_frames, len(columns))) * 0.1, axis=0)
     return FeatureTimeline(sets=tuple(style.features.sets), names=columns, values=np.tanh(walk).astype(np.float32),
                            fps=float(REALTIME_FPS), onset=np.zeros(n_frames, dtype=np.float32),

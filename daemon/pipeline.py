@@ -346,15 +346,13 @@ def comparison_timeline(spec: Any, *, ctx: AudioContext, fallback: Sequence[Path
                                                      embedding_dims=spec.audio.embedding_dims)
 
 
-def clip_metrics(style: Style, timeline: FeatureTimeline | None, *, frames: int = 60,
+def clip_metrics(style: Style, timeline: FeatureTimeline, *, frames: int = 60,
                  size: tuple[int, int] = (160, 90)) -> dict[str, Any]:
     """Temporal SSIM and reactivity of a short low-resolution clip (for sweep comparisons)."""
     import torch
 
     from daemon.render import RenderSettings, render_frames
 
-    if timeline is None:
-        return {}
     n = min(frames, timeline.n_frames)
     settings = RenderSettings(width=size[0], height=size[1], fps=int(timeline.fps), device="cpu")
     metrics = TemporalMetrics(n)

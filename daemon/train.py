@@ -21,10 +21,11 @@ raw columns (time, beat) are uniform in [0, 1], and the neighbouring frame moves
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,11 +130,10 @@ class TimeSampler:
 def prior_walk(sets: Sequence[str], *, n_frames: int, fps: float, seed: int,
                embedding_dims: int = DEFAULT_EMBEDDING_DIMS) -> FeatureTimeline:
     """A timeline drawn from the synthetic prior as a random walk (z steps of N(0, 0.1²) per frame)."""
-    sampler = TimeSampler([], sets, embedding_dims=embedding_dims)
+    mask = torch.from_numpy(raw_column_mask(sets, embedding_dims=embedding_dims))
     g = torch.Generator().manual_seed(seed)
-    z = torch.cumsum(torch.cat([torch.randn(1, sampler.raw_mask.size, generator=g),
-                                0.1 * torch.randn(n_frames - 1, sampler.raw_mask.size, generator=g)]), dim=0)
-    mask = torch.from_numpy(sampler.raw_mask)
+    z = torch.cumsum(torch.cat([torch.randn(1, mask.numel(), generator=g),
+                                0.1 * torch.randn(n_frames - 1, mask.numel(), generator=g)]), dim=0)
     time_col = torch.linspace(0, 1, n_frames)[:, None].expand_as(z)
     values = torch.where(mask, time_col, torch.tanh(z / 2)).numpy().astype(np.float32)
     onset = np.abs(np.diff(values, axis=0, prepend=values[:1])).mean(axis=1)
@@ -159,7 +159,7 @@ class Objective:
     def __call__(self, frames: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, dict[str, float], float]:
         t = self.spec.training
         crops = cutouts(frames, count=t.cutouts, size=self.guide.image_size, augment=t.augment, generator=g)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if crops.is_cuda else _null()
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if crops.is_cuda else contextlib.nullcontext()
         with autocast:
             emb = self.guide.encode_images(crops)
         sims = (emb @ self.text.T).float().mean(dim=0)  # [prompts + negatives]
@@ -173,11 +173,6 @@ class Objective:
         loss = loss + t.temporal_weight * temporal + t.smoothness_weight * smooth
         names = self.prompts + [f"not: {n}" for n in self.negatives]
         return loss, {n: float(s) for n, s in zip(names, sims.detach().cpu())}, float(temporal.detach())
-
-
-class _null:
-    def __enter__(self) -> None: ...
-    def __exit__(self, *exc: object) -> None: ...
 
 
 def lr_factor(step: int, *, warmup: int, total: int) -> float:
@@ -195,9 +190,27 @@ def optimise(spec: StyleSpec, guide: Guide, timelines: Sequence[FeatureTimeline]
              checkpoint_dir: Path | None, on_step: OnStep | None = None,
              should_stop: Callable[[], bool] | None = None) -> TrainingResult:
     """Train a CPPN for `spec`; resumes from `checkpoint_dir` when it holds a checkpoint of the same style."""
-    t = spec.training
-    if device.type == "cpu":
+    with _deterministic(device.type == "cpu"):
+        return _optimise(spec, guide, timelines, device=device, checkpoint_dir=checkpoint_dir, on_step=on_step,
+                         should_stop=should_stop)
+
+
+@contextlib.contextmanager
+def _deterministic(enabled: bool) -> Iterator[None]:
+    """Deterministic kernels for the training only: the flag is process-wide and the service renders too."""
+    before = torch.are_deterministic_algorithms_enabled()
+    if enabled:
         torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def _optimise(spec: StyleSpec, guide: Guide, timelines: Sequence[FeatureTimeline], *, device: torch.device,
+              checkpoint_dir: Path | None, on_step: OnStep | None,
+              should_stop: Callable[[], bool] | None) -> TrainingResult:
+    t = spec.training
     dims = spec.audio.embedding_dims
     encoder = InputEncoder(spec.encoder, len(columns_for(spec.audio.features, embedding_dims=dims)))
     model = build_model(spec.network, encoder, seed=t.seed).to(device)

@@ -133,29 +133,17 @@ def run_train(item: WorkItem, *, device: str, control: JobControl) -> str:
     folder = library.folder_for(job.style_name, job.style_id)
     if library.has(job.style_name, job.style_id):
         return str(folder)  # trained meanwhile (`afx train`, another worker)
-    if not hasattr(pipeline, "train_style"):
-        raise ConfigError("this afx cannot train styles yet (daemon.pipeline.train_style is missing)",
-                          transient=True, hint="place a trained style in the library, or update afx")
     if item.spec is None:
         raise ConfigError(f"the spec of style {job.style_id} is not in the ledger", hint="touch its spec file")
     spec = spec_from_dict(item.spec, limits=config.limits)
-    references = list(item.reference_tracks)
-    while True:
-        control.check()
-        try:
-            style = pipeline.train_style(
-                spec, library=library, ctx=audio_context(config), reference_tracks=references, device=device,
-                checkpoint_dir=config.path("state") / "checkpoints" / job.style_id,
-                models_dir=config.path("models"), allow_download=config.download_models,
-                on_step=control.on_step, should_stop=control.should_stop)
-            return str(getattr(style, "folder", None) or folder)
-        except AudioError as e:
-            # one undecodable inbox track must not block the style for every other track
-            bad = next((p for p in references if e.path and Path(e.path) == p), None)
-            if bad is None:
-                raise
-            log.warning("train.reference_skipped", style=job.style_name, track=str(bad), error=e.user_line())
-            references.remove(bad)
+    control.check()
+    # unreadable reference tracks are skipped inside train_style (train.reference_skipped), not here
+    style = pipeline.train_style(
+        spec, library=library, ctx=audio_context(config), reference_tracks=list(item.reference_tracks),
+        device=device, checkpoint_dir=config.path("state") / "checkpoints" / job.style_id,
+        models_dir=config.path("models"), allow_download=config.download_models,
+        on_step=control.on_step, should_stop=control.should_stop)
+    return str(getattr(style, "folder", None) or folder)
 
 
 RUNNERS: dict[str, Callable[..., str]] = {"render": run_render, "train": run_train}
@@ -175,7 +163,9 @@ def run_job(item: WorkItem, *, device: str, control: JobControl, worker: str) ->
         return outcome("stopped")
     except BaseException as e:  # noqa: BLE001 — the boundary: nothing a job raises (even SystemExit from a
         # library) may end its thread without an outcome, or its slot and lease would be held forever
-        if type(e).__name__ == "TrainingInterrupted":  # daemon.train's checkpoint-and-stop
+        from daemon.train import TrainingInterrupted  # loaded already by any job that can raise it
+
+        if isinstance(e, TrainingInterrupted):  # daemon.train's checkpoint-and-stop
             return outcome("stopped")
         if not hasattr(e, "user_line"):
             log.error("job.crashed", job=item.job.key, kind=item.job.kind, exc_info=e)

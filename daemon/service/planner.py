@@ -41,7 +41,6 @@ COMPANION_SUFFIXES = frozenset({
 SPECS_REPORTS = "_specs"  # renders/_specs/<spec>.error.json
 INBOX_REPORTS = "_inbox"  # renders/_inbox/<file>.error.json (refused files, bad sidecars)
 STYLE_REPORTS = "_styles"  # renders/_styles/<style>.error.json (failed trainings)
-MAX_REFERENCE_TRACKS = 16  # inbox tracks a training samples audio from, at most
 
 
 def is_track(rel: PurePosixPath) -> bool:
@@ -97,7 +96,7 @@ class ProblemBook:
         """Make `kind`'s problems exactly `current` ({source: (error, report path, report fields)})."""
         for source, (error, report_path, fields) in current.items():
             report = failure_report(error, stage=kind, **fields)
-            signature = str(report["error"])
+            signature = json.dumps(report["error"])  # as the ledger stores it: unchanged problems survive restarts
             old = self.known.get(source)
             if old is not None and old[1] == signature:
                 continue

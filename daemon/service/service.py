@@ -42,7 +42,6 @@ PROGRESS_S = 1.0  # how often running jobs' progress is written (and leases rene
 DISPATCH_S = 2.0  # how often idle workers look for work when nothing woke them (back-offs, `afx retry`)
 STOP_MARGIN_S = 3.0  # of stop_timeout_s, kept for publishing and exiting after workers stop
 SCRATCH_AGE_S = 600.0  # scratch files without an owner pid are removed once this old
-MAX_REFERENCE_TRACKS = 16  # inbox tracks handed to a training
 MAX_LOOP_FAILURES = 30  # consecutive failures of the loop's own duties before the service gives up
 
 
@@ -386,7 +385,7 @@ class Service:
         if job.kind == "train":
             renders = self.ledger.jobs("kind = 'render' AND style_id = ? AND state != 'bad_input'", (job.style_id,))
             found = [p for p in (self._track_path(r) for r in renders) if p is not None]
-            references = tuple(dict.fromkeys(found))[:MAX_REFERENCE_TRACKS]
+            references = tuple(dict.fromkeys(found))  # pipeline.reference_paths takes the first few
         return WorkItem(job=job, spec=self.ledger.style_spec(job.style_id),
                         track_path=self._track_path(job) if job.kind == "render" else None,
                         reference_tracks=references, config=self.config)
