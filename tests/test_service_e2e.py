@@ -44,6 +44,7 @@ CONFIG = """# written by tests/test_service_e2e.py
 settle_s = {settle_s}
 rescan_s = {rescan_s}
 device = "cpu"
+workers = {workers}
 retries = 1
 retry_backoff_s = 1.0
 stop_timeout_s = {stop_timeout_s}
@@ -96,9 +97,9 @@ class ServiceUnderTest:
         self.configure()
 
     def configure(self, *, settle_s: float = 0.5, rescan_s: float = 2.0, stop_timeout_s: float = 15.0,
-                  default_styles: tuple[str, ...] = ()) -> None:
+                  default_styles: tuple[str, ...] = (), workers: int = 1) -> None:
         (self.root / "afx.toml").write_text(CONFIG.format(
-            settle_s=settle_s, rescan_s=rescan_s, stop_timeout_s=stop_timeout_s,
+            settle_s=settle_s, rescan_s=rescan_s, stop_timeout_s=stop_timeout_s, workers=workers,
             default_styles=json.dumps(list(default_styles))))
 
     # ── files ────────────────────────────────────────────────────────────────────────────────────────────
@@ -380,10 +381,11 @@ def test_sigterm_stops_cleanly_within_the_timeout_and_systemd_hears_of_it(servic
         service.start(env={"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "4000000"})
         service.wait(lambda: any(m.startswith("READY=1") for m in messages), timeout=60, what="READY=1")
 
-        service.configure(stop_timeout_s=10.0, rescan_s=3.0)  # SIGHUP reloads afx.toml
+        service.configure(stop_timeout_s=10.0, rescan_s=3.0, workers=2)  # SIGHUP reloads afx.toml
         service.proc.send_signal(signal.SIGHUP)
         service.wait(lambda: service.events("config.reloaded"), timeout=20, what="the reload")
-        assert service.events("config.reloaded")[0]["changed"] == ["rescan_s"]
+        assert service.events("config.reloaded")[0]["changed"] == ["workers", "rescan_s"]
+        assert service.events("config.needs_restart")[0]["settings"] == ["workers"]
 
         service.track("long.wav", seconds=16.0)  # 400 frames at 320×180: seconds of rendering
         service.wait(lambda: any(j["progress_total"] for j in service.jobs()), timeout=60,
@@ -423,6 +425,13 @@ def test_an_edited_spec_retrains_and_rerenders(service: ServiceUnderTest) -> Non
     assert [f for f in service.renders() if f.startswith("song/")] == ["song/neon.json", "song/neon.mp4"]
     status = service.status()
     assert status["counts"]["train"]["done"] == 2 and status["counts"]["render"]["done"] == 2
+
+    shutil.rmtree(service.root / "library" / "neon" / second)  # deleted by hand: trained again, not waited for
+    service.track("other.wav", seed=1)
+    service.wait(lambda: service.states() == ["done", "done", "done"], timeout=120, what="a render after retraining")
+    assert (service.root / "library" / "neon" / second / "style.json").is_file()
+    assert len([e for e in service.events("job.start") if e["kind"] == "train"]) == 3
+    assert report(service, "other/neon.json")["style"]["id"] == second
     assert service.stop()[0] == 0
 
 

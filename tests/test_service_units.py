@@ -227,6 +227,24 @@ def test_failures_retries_and_superseding(tmp_path: Path) -> None:
     assert ledger.ensure_jobs([_render_job(2)]) == 0 and ledger.get(other).state == "queued"  # wanted again
 
 
+def test_set_aside_jobs_come_back_and_a_training_whose_style_left_the_library_runs_again(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    train = NewJob(key=train_key("s1"), kind="train", style_id="s1", style_name="neon", settings={},
+                   output="/lib/neon/s1")
+    ledger.ensure_jobs([train, _render_job(1)])
+    assert ledger.set_aside([_render_job(1).key, "no-such-key"]) == 1
+    assert ledger.get(_render_job(1).key).state == "superseded"
+    job = ledger.claim(owner="h:1", lease_s=60, ready=lambda j: True)
+    assert job is not None and job.kind == "train"
+    ledger.finish(job.key, owner="h:1", output="/lib/neon/s1")
+    ledger.ensure_jobs([_render_job(1)])  # the style is in the library: no training planned
+    assert ledger.get(train.key).state == "done" and ledger.get(_render_job(1).key).state == "queued"
+    ledger.ensure_jobs([train, _render_job(1)])  # the planner asks for it again only when the style is gone
+    again = ledger.get(train.key)
+    assert again.state == "queued" and again.attempts == 0
+    assert ledger.claim(owner="h:1", lease_s=60, ready=lambda j: True).key == train.key  # before its renders
+
+
 def test_a_reader_sees_the_ledger_while_a_writer_holds_it(tmp_path: Path) -> None:
     writer = Ledger(tmp_path / "ledger.sqlite3")
     writer.ensure_jobs([_render_job(1)])

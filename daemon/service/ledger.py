@@ -284,18 +284,19 @@ class Ledger:
                 if cur.rowcount:
                     created += 1
                 else:
-                    conn.execute("UPDATE jobs SET state = 'queued', updated = ? WHERE key = ? AND state = 'superseded'",
-                                 (now, job.key))
+                    # a superseded job is wanted again; a done training is planned again only when its style
+                    # left the library (deleted by hand): train it again, or its renders would wait forever
+                    conn.execute("UPDATE jobs SET attempts = CASE state WHEN 'done' THEN 0 ELSE attempts END,"
+                                 " state = 'queued', updated = ? WHERE key = ?"
+                                 " AND (state = 'superseded' OR (kind = 'train' AND state = 'done'))", (now, job.key))
         return created
 
-    def supersede(self, current_style_ids: Iterable[str]) -> int:
-        """Queued jobs of style versions that are no longer current are set aside (an edited spec)."""
-        ids = list(current_style_ids)
-        marks = ",".join("?" * len(ids))
+    def set_aside(self, keys: Iterable[str]) -> int:
+        """Queued jobs the current files no longer ask for become superseded; returns how many."""
+        now = time.time()
         with self.transaction() as conn:
-            cur = conn.execute(f"UPDATE jobs SET state = 'superseded', updated = ? WHERE state = 'queued'"
-                               f" AND style_id NOT IN ({marks})", (time.time(), *ids))
-            return cur.rowcount
+            return sum(conn.execute("UPDATE jobs SET state = 'superseded', updated = ? WHERE key = ? AND state = 'queued'",
+                                    (now, key)).rowcount for key in keys)
 
     # ── claiming and leases ──────────────────────────────────────────────────────────────────────────────
 

@@ -42,6 +42,7 @@ PROGRESS_S = 1.0  # how often running jobs' progress is written (and leases rene
 DISPATCH_S = 2.0  # how often idle workers look for work when nothing woke them (back-offs, `afx retry`)
 STOP_MARGIN_S = 3.0  # of stop_timeout_s, kept for publishing and exiting after workers stop
 SCRATCH_AGE_S = 600.0  # scratch files without an owner pid are removed once this old
+RESTART_SETTINGS = ("device", "workers", "embeddings")  # read once at start, not on SIGHUP
 MAX_LOOP_FAILURES = 30  # consecutive failures of the loop's own duties before the service gives up
 
 
@@ -322,15 +323,11 @@ class Service:
             return job.track_sha in planned or job.track_path not in settling
 
         stale_keys = [j.key for j in self.ledger.jobs("state = 'queued'") if stale(j)]
-        return self._set_aside(stale_keys)
+        count = self.ledger.set_aside(stale_keys)
+        if count:
+            log.info("jobs.superseded", count=count)
+        return count
 
-    def _set_aside(self, stale: list[str]) -> int:
-        if stale:
-            with self.ledger.transaction() as conn:
-                conn.executemany("UPDATE jobs SET state = 'superseded', updated = ? WHERE key = ? AND state = 'queued'",
-                                 [(time.time(), key) for key in stale])
-            log.info("jobs.superseded", count=len(stale))
-        return len(stale)
 
     # ── claiming and running ─────────────────────────────────────────────────────────────────────────────
 
@@ -460,6 +457,9 @@ class Service:
             log.error("config.reload_failed", error=e.user_line())
             return
         changed = [f.name for f in fields(ServiceConfig) if getattr(new, f.name) != getattr(self.config, f.name)]
+        if restart := [name for name in RESTART_SETTINGS if name in changed]:
+            log.warning("config.needs_restart", settings=restart, reason="the workers and their environment "
+                        "were set up at start; `systemctl restart afx` applies these")
         if new.path("state") != self.config.path("state"):
             log.warning("config.state_unchanged", reason="a new state folder needs a restart")
             new = _with_state(new, self.config)
