@@ -79,7 +79,7 @@ class TemporalMetrics:
             "temporal_ssim_mean": round(float(ssim_vals.mean()), 5) if ssim_vals.size else None,
             "temporal_ssim_min": round(float(ssim_vals.min()), 5) if ssim_vals.size else None,
             "temporal_ssim_pairs": int(ssim_vals.size),
-            "temporal_ssim_method": f"every {self.stride}. consecutive pair, gray, <= {SSIM_WIDTH} px wide, "
+            "temporal_ssim_method": f"1 in {self.stride} consecutive frame pairs, gray, <= {SSIM_WIDTH} px wide, "
                                     "Gaussian window 11 / sigma 1.5",
             "audio_reactivity": audio_reactivity(np.asarray(self.change), onset),
         }

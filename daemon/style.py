@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from daemon.audio.features import DEFAULT_EMBEDDING_DIMS, NORMALISATION, columns_for
 from daemon.cppn import CPPN, CPPNConfig, EncoderConfig, InputEncoder
 from daemon.errors import StyleError
+from daemon.report import umask_mode
 
 STYLE_SCHEMA = "afx.style/1"
 STYLE_FILE = "style.json"
@@ -85,6 +86,7 @@ class Style:
         folder.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
         try:
+            scratch.chmod(umask_mode(directory=True))
             self.write_into(scratch)
             if extras is not None:
                 extras(scratch)

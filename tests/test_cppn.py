@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import torch
 
@@ -70,6 +73,9 @@ def test_style_folder_round_trip(tmp_path):
     style.name = "round trip"
     folder = style.save(tmp_path / "lib" / "round-trip" / style.style_id)
     assert sorted(p.name for p in folder.iterdir()) == ["style.json", "weights.safetensors"]
+    umask = os.umask(0)  # read it back: the folder is as readable as mkdir would make it (mkdtemp: 0700)
+    os.umask(umask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
     loaded = Style.load(folder)
     assert (loaded.network, loaded.encoder, loaded.features) == (style.network, style.encoder, style.features)
     assert loaded.features.columns[0] == "fft.bass" and len(loaded.features.columns) == 34

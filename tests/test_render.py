@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,8 @@ def test_report_fields(rendered):
     assert -1.0 <= m["audio_reactivity"] <= 1.0
     assert report["device"] == "cpu" and {"afx", "torch", "ffmpeg"} <= set(report["versions"])
     assert not list(out.parent.glob(".*partial*")), "scratch files must be gone"
+    # whoever may read the video may read its report (mkstemp alone makes it 0600)
+    assert stat.S_IMODE(out.with_suffix(".json").stat().st_mode) == stat.S_IMODE(out.stat().st_mode)
 
 
 def test_default_output_goes_to_renders(tmp_path, make_wav, monkeypatch, capsys):
