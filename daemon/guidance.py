@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,10 @@ UNTRAINED = "none"
 UNTRAINED_SEED = 0
 _CONFIGS = Path(__file__).parent / "model_configs"
 _registered = False
+#: after a failed download of some weights, styles that need the same ones fail at once for this long
+#: instead of each waiting out the hub's retries (an offline host with eight example specs: minutes)
+DOWNLOAD_RETRY_S = 600.0
+_failed_downloads: dict[tuple[str, str, str | None], float] = {}  # (model, tag, cache) → monotonic time
 
 
 def _open_clip():
@@ -146,12 +151,14 @@ def _create_pretrained(open_clip, clip_model: str, tag: str, *, cache_dir: Path 
             return open_clip.create_model(clip_model, pretrained=tag, device=device, cache_dir=cache,
                                           require_pretrained=True)
     except Exception as cached_miss:  # open_clip raises RuntimeError; hub/urllib raise their own
-        if not allow_download:
+        failed_at = _failed_downloads.get((clip_model, tag, cache))
+        if not allow_download or (failed_at is not None and time.monotonic() - failed_at < DOWNLOAD_RETRY_S):
             raise missing_weights(clip_model, tag, cache_dir) from cached_miss
     try:
         return open_clip.create_model(clip_model, pretrained=tag, device=device, cache_dir=cache,
                                       require_pretrained=True)
     except Exception as e:
+        _failed_downloads[(clip_model, tag, cache)] = time.monotonic()
         raise missing_weights(clip_model, tag, cache_dir) from e
 
 

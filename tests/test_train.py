@@ -192,6 +192,31 @@ def test_missing_weights_error_is_clear(tmp_path):
     assert "laion2b_s34b_b79k" in err.value.user_line()
 
 
+def test_a_failed_download_is_not_retried_by_every_style_that_needs_it(tmp_path, monkeypatch):
+    import open_clip
+
+    from daemon import guidance
+
+    calls: list[bool] = []
+
+    def unreachable(*args, **kwargs):
+        import huggingface_hub.constants as hub
+
+        calls.append(hub.HF_HUB_OFFLINE)
+        raise RuntimeError("Name or service not known")
+
+    monkeypatch.setattr(open_clip, "create_model", unreachable)
+    monkeypatch.setattr(guidance, "_failed_downloads", {})
+    for _ in range(3):
+        with pytest.raises(GuidanceError, match="not in the models cache"):
+            load_guide("ViT-B-32", "openai", cache_dir=tmp_path, device=torch.device("cpu"))
+    assert calls == [True, False, True, True]  # the cache each time, the network once
+    monkeypatch.setattr(guidance, "DOWNLOAD_RETRY_S", 0.0)
+    with pytest.raises(GuidanceError):
+        load_guide("ViT-B-32", "openai", cache_dir=tmp_path, device=torch.device("cpu"))
+    assert calls[-2:] == [True, False]  # once the pause is over, it tries again
+
+
 def test_local_checkpoints_load_without_unpickling_code(tmp_path, guide):
     from safetensors.torch import save_file
 
