@@ -365,7 +365,7 @@ def test_bad_handles_are_feature_errors_naming_the_handle(hub_env, song, tmp_pat
     with pytest.raises(FeatureError) as e:
         track_features(song, ("fft", "yamnet"), fps=10, ctx=AudioContext())
     assert f"the yamnet model handle '{missing}' is neither a URL nor a folder" in e.value.user_line()
-    assert "AFX_YAMNET_HANDLE" in e.value.hint
+    assert "AFX_YAMNET_HANDLE" in e.value.hint and "yamnet_handle in afx.toml's [embeddings]" in e.value.hint
     monkeypatch.setenv("AFX_YAMNET_HANDLE", str(hub_env / "broken"))
     out = tmp_path / "renders" / "song.mp4"
     with pytest.raises(AfxError) as e:  # what the service's job boundary catches: the job fails, not the service

@@ -473,8 +473,8 @@ def _collect(b: Backend, job: Mapping[str, str], proc: subprocess.CompletedProce
 
 def _handle_hint(b: Backend) -> str:
     if b.kind == "hub":
-        return (f"set {HUB_HANDLES[b.name][0]} to a tfhub.dev URL or a local SavedModel folder with {b.name}'s "
-                "signature")
+        return (f"set {b.name}_handle in afx.toml's [embeddings] table (or {HUB_HANDLES[b.name][0]}) to a tfhub.dev "
+                f"URL or a local SavedModel folder with {b.name}'s signature")
     return b.install_hint()
 
 
