@@ -86,10 +86,13 @@ class Style:
         folder.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
         try:
-            scratch.chmod(umask_mode(directory=True))
             self.write_into(scratch)
             if extras is not None:
                 extras(scratch)
+            # mkdtemp makes the folder 0700 and safetensors writes 0600: give them what mkdir/open would
+            scratch.chmod(umask_mode(directory=True))
+            for path in scratch.iterdir():
+                path.chmod(umask_mode(directory=path.is_dir()))
             if folder.exists():
                 shutil.rmtree(folder)
             os.replace(scratch, folder)

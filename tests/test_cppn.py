@@ -76,6 +76,7 @@ def test_style_folder_round_trip(tmp_path):
     umask = os.umask(0)  # read it back: the folder is as readable as mkdir would make it (mkdtemp: 0700)
     os.umask(umask)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o666 & ~umask}
     loaded = Style.load(folder)
     assert (loaded.network, loaded.encoder, loaded.features) == (style.network, style.encoder, style.features)
     assert loaded.features.columns[0] == "fft.bass" and len(loaded.features.columns) == 34
