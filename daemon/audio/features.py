@@ -12,6 +12,7 @@ This module must not know about styles, CPPNs or the service.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,7 +252,9 @@ def _beat_envelope(a: Analysis) -> np.ndarray:
 
 def _mfcc_chroma(a: Analysis) -> np.ndarray:
     mfcc = librosa.feature.mfcc(S=a.mel_db, n_mfcc=13)
-    chroma = librosa.feature.chroma_stft(S=a.power, sr=a.sr)
+    with warnings.catch_warnings():  # silence has no pitched content to tune to: librosa falls back to 0
+        warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty frequency set")
+        chroma = librosa.feature.chroma_stft(S=a.power, sr=a.sr)
     return a.to_frames(np.concatenate([mfcc, chroma], axis=0).T)
 
 
