@@ -328,7 +328,6 @@ class Service:
             log.info("jobs.superseded", count=count)
         return count
 
-
     # ── claiming and running ─────────────────────────────────────────────────────────────────────────────
 
     def dispatch(self) -> None:
