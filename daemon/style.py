@@ -90,9 +90,10 @@ class Style:
             if extras is not None:
                 extras(scratch)
             # mkdtemp makes the folder 0700 and safetensors writes 0600: give them what mkdir/open would
-            scratch.chmod(umask_mode(directory=True))
+            file_mode, folder_mode = umask_mode(), umask_mode(directory=True)
+            scratch.chmod(folder_mode)
             for path in scratch.iterdir():
-                path.chmod(umask_mode(directory=path.is_dir()))
+                path.chmod(folder_mode if path.is_dir() else file_mode)
             if folder.exists():
                 shutil.rmtree(folder)
             os.replace(scratch, folder)

@@ -295,8 +295,8 @@ class Ledger:
         """Queued jobs the current files no longer ask for become superseded; returns how many."""
         now = time.time()
         with self.transaction() as conn:
-            return sum(conn.execute("UPDATE jobs SET state = 'superseded', updated = ? WHERE key = ? AND state = 'queued'",
-                                    (now, key)).rowcount for key in keys)
+            return conn.executemany("UPDATE jobs SET state = 'superseded', updated = ? WHERE key = ? AND state = 'queued'",
+                                    [(now, key) for key in keys]).rowcount
 
     # ── claiming and leases ──────────────────────────────────────────────────────────────────────────────
 
