@@ -13,6 +13,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from daemon.atomic import atomic_write_text
 from daemon.report import write_json_atomic
 
 PAGE_CSS = """
@@ -29,13 +30,6 @@ table{border-collapse:collapse}td,th{border-bottom:1px solid #333;padding:.4rem 
 def _page(title: str, body: str) -> str:
     return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{PAGE_CSS}</style></head><body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
-
-
-def _write_text_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 def _card(meta: dict[str, Any], folder: Path, root: Path) -> str:
@@ -62,7 +56,7 @@ def write_mood_board(library: Any) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     cards = [_card(e.meta, e.folder, root) for e in library.entries() if (e.folder / "preview.png").is_file()]
     body = f"<div class=\"grid\">{''.join(cards)}</div>" if cards else "<p>No trained styles yet: run afx train.</p>"
-    return _write_text_atomic(root / "index.html", _page("afx style library", body))
+    return atomic_write_text(root / "index.html", _page("afx style library", body))
 
 
 def write_sweep_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: str) -> dict[str, Path]:
@@ -82,7 +76,7 @@ def write_sweep_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: 
                      f"<td>{html.escape(row['variant'] or row['name'])}{warn}</td><td>{html.escape(str(row['clip_model']))}</td>"
                      f"<td>{_fmt(row.get('similarity'))}</td><td>{_fmt(row.get('seconds'), 1)}</td>"
                      f"<td>{_fmt(row.get('temporal_ssim_mean'))}</td></tr>")
-    html_path = _write_text_atomic(out_dir / "comparison.html",
+    html_path = atomic_write_text(out_dir / "comparison.html",
                                    _page(title, f"<table><tr>{head}</tr>{''.join(lines)}</table>"))
     sheet_path = contact_sheet([(Path(r["folder"]) / "preview.png", r["variant"] or r["name"]) for r in rows],
                                out_dir / "contact_sheet.png")

@@ -61,13 +61,16 @@ def audio_context(config: ServiceConfig, *, cache: bool = True) -> Any:
 
 def cmd_render(args: argparse.Namespace, config: ServiceConfig) -> int:
     from daemon.library import Library, resolve_style
-    from daemon.pipeline import default_output, render_track
+    from daemon.pipeline import default_output, render_track, style_render_settings
     from daemon.render import RenderSettings
 
     style = resolve_style(args.style, library=Library(config.path("library")))
-    width, height = args.size
-    settings = RenderSettings(width=width, height=height, fps=args.fps, device=args.device or config.device)
-    out = Path(args.output) if args.output else default_output(Path(args.audio), style, config.path("renders"))
+    own = style_render_settings(style)
+    width, height = args.size or (own["width"], own["height"])
+    settings = RenderSettings(width=width, height=height, fps=args.fps or own["fps"],
+                              device=args.device or config.device)
+    out = Path(args.output) if args.output else default_output(
+        Path(args.audio), style, settings, renders=config.path("renders"), inbox=config.path("inbox"))
     update, close = _progress(f"render {Path(args.audio).name}", "frame")
     try:
         report = render_track(Path(args.audio), style, settings, out_path=out, ctx=audio_context(config),
@@ -323,9 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("render", help="render a track with a style to an MP4 and a JSON report")
     p.add_argument("audio", help="any audio file ffmpeg can decode")
     p.add_argument("--style", required=True, help="library style name, style folder, or random:SEED")
-    p.add_argument("-o", "--output", help="output .mp4 (default renders/<track>/<style>.mp4)")
-    p.add_argument("--size", type=_size, default=(1280, 720), help="WIDTHxHEIGHT (default 1280x720)")
-    p.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
+    p.add_argument("-o", "--output", help="output .mp4 (default renders/<track>/<style>.mp4, with "
+                   "@WxH-FPSfps before .mp4 when the size or fps differ from the style's own)")
+    p.add_argument("--size", type=_size, help="WIDTHxHEIGHT (default: the style's [render] size, else 1280x720)")
+    p.add_argument("--fps", type=int, help="frames per second (default: the style's, else 30)")
     p.add_argument("--device", help="auto | cpu | cuda (default from config: auto)")
     p.set_defaults(func=cmd_render)
 

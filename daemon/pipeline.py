@@ -12,11 +12,12 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
+from daemon.atomic import atomic_path
 from daemon.audio.cache import FeatureCache, cache_key
 from daemon.audio.decode import ANALYSIS_RATE, AudioLimits, Track, decode_audio
 from daemon.audio.embeddings import EmbeddingPlan, TrackEmbeddings, embedding_sets, plan_for_style
@@ -58,11 +59,28 @@ def track_features(audio_path: Path, sets: Sequence[str], *, fps: float, ctx: Au
     return track, timeline, samples
 
 
-def default_output(audio_path: Path, style: Style, renders: Path) -> Path:
-    """renders/<track stem>/<style name>.mp4"""
-    from daemon.library import safe_name
+def style_render_settings(style: Style) -> dict[str, int]:
+    """The size and fps a style renders at by default: its spec's [render] table (or the spec defaults)."""
+    from daemon.spec import RenderSpec
 
-    return renders / safe_name(Path(audio_path).stem) / f"{safe_name(style.name)}.mp4"
+    own = dict((style.spec or {}).get("render") or {})
+    default = RenderSpec()
+    return {k: int(own.get(k, getattr(default, k))) for k in ("width", "height", "fps")}
+
+
+def default_output(audio_path: Path, style: Style, settings: RenderSettings, *, renders: Path, inbox: Path) -> Path:
+    """renders/<track>/<style>[@WxH-FPSfps].mp4 by daemon.naming's rule — the service's name for a track in
+    the inbox at the style's own settings, so the two never disagree about where a video lives."""
+    from daemon.naming import outside_track_folder, settings_tag, track_folder, video_path
+
+    path = Path(audio_path).absolute()
+    try:
+        folder = track_folder(PurePosixPath(path.relative_to(Path(inbox).absolute()).as_posix()))
+    except ValueError:
+        folder = outside_track_folder(path)
+    tag = settings_tag({"width": settings.width, "height": settings.height, "fps": settings.fps},
+                       style_render_settings(style))
+    return video_path(renders, folder, style.name, tag)
 
 
 def check_writable(folder: Path) -> None:
@@ -90,17 +108,12 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
                                         plan=plan_for_style(style))
     features_s = time.perf_counter() - started
 
-    scratch = out_path.with_name(f".{out_path.stem}.partial-{os.getpid()}.mp4")
     render_started = time.perf_counter()
-    try:
+    with atomic_path(out_path) as scratch:
         metrics = encode_video(style, timeline, settings, audio_path=Path(audio_path), scratch=scratch,
                                device=device, encode=encode, on_progress=on_progress)
         probe = verify_video(scratch, width=settings.width, height=settings.height, fps=settings.fps,
                              frames=timeline.n_frames)
-        os.replace(scratch, out_path)
-    except BaseException:
-        scratch.unlink(missing_ok=True)
-        raise
     render_s = time.perf_counter() - render_started
     total_s = time.perf_counter() - started
     report = {

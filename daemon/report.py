@@ -3,52 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from daemon import __version__
+from daemon.atomic import atomic_write_text, umask_mode  # noqa: F401 — umask_mode: re-exported
 from daemon.errors import AfxError
 
 REPORT_SCHEMA = "afx.report/1"
 FAILURE_SCHEMA = "afx.failure/1"
 
 
-def umask_mode(*, directory: bool = False) -> int:
-    """The mode a plain open()/mkdir() would give: mkstemp/mkdtemp make 0600/0700, too strict for the
-    reports, videos and styles people collect. The umask is read from /proc (os.umask would change it for
-    every thread for a moment)."""
-    mask = 0o022
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                mask = int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return (0o777 if directory else 0o666) & ~mask
-
-
 def write_json_atomic(path: Path, data: Any) -> Path:
-    """Write JSON to a temporary sibling and rename it over `path`: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, umask_mode())
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON through `daemon.atomic`: readers never see half a file."""
+    return atomic_write_text(Path(path), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def now_iso() -> str:

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from daemon.audio.features import DEFAULT_EMBEDDING_DIMS, NORMALISATION, columns_for
 from daemon.cppn import CPPN, CPPNConfig, EncoderConfig, InputEncoder
 from daemon.errors import StyleError
-from daemon.report import umask_mode
+from daemon.atomic import atomic_replace_dir
 
 STYLE_SCHEMA = "afx.style/1"
 STYLE_FILE = "style.json"
@@ -83,23 +80,10 @@ class Style:
         `extras(scratch)` may add files (previews, history) that must appear together with the weights.
         """
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
-        try:
+        with atomic_replace_dir(folder) as scratch:
             self.write_into(scratch)
             if extras is not None:
                 extras(scratch)
-            # mkdtemp makes the folder 0700 and safetensors writes 0600: give them what mkdir/open would
-            file_mode, folder_mode = umask_mode(), umask_mode(directory=True)
-            scratch.chmod(folder_mode)
-            for path in scratch.iterdir():
-                path.chmod(folder_mode if path.is_dir() else file_mode)
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(scratch, folder)
-        except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise
         self.folder = folder
         return folder
 

@@ -67,10 +67,22 @@ def test_report_fields(rendered):
 
 
 def test_default_output_goes_to_renders(tmp_path, make_wav, monkeypatch, capsys):
+    """The service's naming rule: the inbox path kept (Unicode, extension), and a settings tag unless the
+    render is at the style's own settings — so a small test render never replaces another's video."""
     monkeypatch.chdir(tmp_path)
-    audio = make_wav("My Song.wav", 1.5, kind="silence")  # silence renders fine too
+    audio = make_wav("inbox/live/Mÿ Sóng.wav", 1.5, kind="silence")  # silence renders fine too
     assert main(["render", str(audio), "--style", "random:1", "--size", "32x18", "--fps", "10"]) == 0
-    video = tmp_path / "renders" / "My-Song" / "random-1.mp4"
+    video = tmp_path / "renders" / "live" / "Mÿ Sóng.wav" / "random-1@32x18-10fps.mp4"
     assert video.is_file() and video.with_suffix(".json").is_file()
     line = capsys.readouterr().out
     assert "x real time" in line and str(video) in line
+    first = video.stat()
+
+    assert main(["render", str(audio), "--style", "random:1", "--size", "48x28", "--fps", "10"]) == 0
+    other = video.with_name("random-1@48x28-10fps.mp4")
+    assert other.is_file() and video.stat().st_ino == first.st_ino and video.stat().st_mtime_ns == first.st_mtime_ns
+
+    outside = make_wav("elsewhere/Mÿ Sóng.wav", 1.5, kind="silence")  # not in the inbox: a hash of its path
+    assert main(["render", str(outside), "--style", "random:1", "--size", "32x18", "--fps", "10"]) == 0
+    [folder] = [p for p in (tmp_path / "renders").iterdir() if p.name.startswith("Mÿ Sóng.wav~")]
+    assert (folder / "random-1@32x18-10fps.mp4").is_file() and video.stat().st_ino == first.st_ino

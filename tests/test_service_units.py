@@ -3,6 +3,7 @@ sd_notify, progress callbacks. Real files, real SQLite, real sockets; no subproc
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -17,7 +18,8 @@ from daemon.library import Library
 from daemon.service.executor import JobControl, JobStopped
 from daemon.service.ledger import Ledger, NewJob, render_key, train_key
 from daemon.service.notify import Notifier
-from daemon.service.planner import Planner, ProblemBook, SpecCatalog, glob_matches
+from daemon.naming import store_video
+from daemon.service.planner import Planner, ProblemBook, Publication, SpecCatalog, glob_matches
 from daemon.service.watch import SettleTracker, is_ignored
 
 SPEC = """prompts = ["{prompt}"]
@@ -304,7 +306,9 @@ def test_empty_defaults_mean_every_style_and_trainings_come_with_renders(tmp_pat
     kinds = sorted((j.kind, j.style_name) for j in plan.jobs)
     assert kinds == [("render", "calm"), ("render", "neon"), ("train", "calm"), ("train", "neon")]
     render = next(j for j in plan.jobs if j.kind == "render" and j.style_name == "neon")
-    assert render.output == str(tmp_path / "renders" / "a" / "neon.mp4")
+    assert render.output == str(tmp_path / "renders" / ".store" / render.key[:2] / f"{render.key}.mp4")
+    [published] = [p for p in plan.outputs if p.key == render.key]
+    assert published.video == tmp_path / "renders" / "a.wav" / "neon.mp4"
 
 
 def test_a_bad_sidecar_is_a_problem_and_assigns_nothing(tmp_path: Path) -> None:
@@ -316,7 +320,7 @@ def test_a_bad_sidecar_is_a_problem_and_assigns_nothing(tmp_path: Path) -> None:
     assert not plan.jobs
     error, report, _ = plan.problems[str(tmp_path / "inbox" / "a.toml")]
     assert "no style named 'noen'" in str(error) and "did you mean 'neon'" in error.user_line()
-    assert report == tmp_path / "renders" / "_inbox" / "a.error.json"
+    assert report == tmp_path / "renders" / "_inbox" / "a.toml.error.json"
 
 
 def test_a_broken_spec_keeps_its_last_good_version_across_restarts(tmp_path: Path) -> None:
@@ -328,7 +332,7 @@ def test_a_broken_spec_keeps_its_last_good_version_across_restarts(tmp_path: Pat
     scan = SettleTracker(settle_s=0.0).scan(tmp_path / "specs")
     planner.catalog.refresh(scan)
     assert [s.style_id for s in planner.catalog.styles()] == [good]
-    report = tmp_path / "renders" / "_specs" / "neon.error.json"
+    report = tmp_path / "renders" / "_specs" / "neon.toml.error.json"
     assert report.is_file() and "not valid TOML" in report.read_text()
     assert [r["source"] for r in ledger.problems()] == [str(tmp_path / "specs" / "neon.toml")]
     restarted = SpecCatalog(ledger=ledger, limits=Limits(), renders=tmp_path / "renders", problems=ProblemBook(ledger))
@@ -405,9 +409,11 @@ def test_failure_policy_retries_transient_errors_with_backoff_then_gives_up(tmp_
     try:
         track = tmp_path / "inbox" / "a.wav"
         track.write_bytes(b"x")
-        out = tmp_path / "renders" / "a" / "neon.mp4"
-        job = replace(_render_job(1), track_path=str(track), output=str(out))
+        out = tmp_path / "renders" / "a.wav" / "neon.mp4"
+        job = replace(_render_job(1), track_path=str(track), output=str(store_video(tmp_path / "renders", "k")))
         service.ledger.ensure_jobs([job, replace(_render_job(2), track_path=str(track))])
+        service.publications = {job.key: [Publication(video=out, key=job.key, track_path=str(track),
+                                                      style_name="neon")]}
         report = out.with_name("neon.error.json")
 
         def attempt(error: BaseException | None) -> None:
@@ -427,8 +433,16 @@ def test_failure_policy_retries_transient_errors_with_backoff_then_gives_up(tmp_
         assert service.ledger.get(job.key).state == "failed"
         assert '"state": "failed"' in report.read_text()
         service.ledger.retry(keys=[job.key])
+        stored = store_video(tmp_path / "renders", job.key)  # what render_track leaves in the store
+        stored.parent.mkdir(parents=True)
+        stored.write_bytes(b"video")
+        stored.with_suffix(".json").write_text('{"track": {"path": "elsewhere"}, "video": {"path": "store"}}')
         attempt(None)
         assert service.ledger.get(job.key).state == "done" and not report.exists()
+        assert out.read_bytes() == b"video" and out.stat().st_ino == stored.stat().st_ino  # a hard link
+        published = json.loads(out.with_suffix(".json").read_text())
+        assert published["track"]["path"] == str(track) and published["video"]["path"] == str(out)
+        assert service.ledger.outputs() == {str(out): job.key}
 
         other = service.ledger.claim(owner=service.owner, lease_s=60, ready=lambda j: True)
         st = track.stat()  # the track is there, with the job's content: an AudioError is the content's fault

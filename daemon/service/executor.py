@@ -21,6 +21,7 @@ from daemon.config import ServiceConfig
 from daemon.errors import AudioError, ConfigError
 from daemon.library import Library
 from daemon.logs import get_logger
+from daemon.naming import store_video
 from daemon.service.ledger import Job
 
 log = get_logger("afx.executor")
@@ -117,7 +118,7 @@ def run_render(item: WorkItem, *, device: str, control: JobControl) -> str:
     control.check()
     settings = RenderSettings(width=int(job.settings["width"]), height=int(job.settings["height"]),
                               fps=int(job.settings["fps"]), device=device)
-    out = Path(str(job.output))
+    out = store_video(config.path("renders"), job.key)  # published by the loop (Service.publish_video)
     render_track(item.track_path, style, settings, out_path=out, ctx=audio_context(config),
                  on_progress=control.progress,
                  extra_report={"job": {"key": job.key, "attempt": job.attempts, "by": "afx run"}})

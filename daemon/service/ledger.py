@@ -25,7 +25,7 @@ from typing import Any
 from daemon.errors import LedgerError
 
 LEDGER_FILE = "ledger.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RENDERER_VERSION = "afx.render/1"
 
 #: job states. superseded: queued work whose style version is no longer current (an edited spec).
@@ -85,6 +85,34 @@ CREATE TABLE IF NOT EXISTS problems (
     updated REAL NOT NULL
 );
 """
+
+#: schema 2 (issue 9, identity): which render each published video shows, and who claimed each style
+#: name first. `migrate_identity` adds these to a schema-1 ledger; nothing else changed.
+IDENTITY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outputs (
+    path TEXT PRIMARY KEY,            -- a published video, renders/<track>/<style>.mp4
+    job_key TEXT NOT NULL,            -- the render it shows (kept in renders/.store/ under this key)
+    track_path TEXT NOT NULL,         -- the track it belongs to
+    style_name TEXT NOT NULL,         -- …and the style
+    published REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS name_claims (
+    name TEXT NOT NULL,               -- a style name
+    spec_path TEXT NOT NULL,          -- a spec file that defines it
+    first_seen REAL NOT NULL,         -- when the ledger first saw this file claim it: the earliest owns it
+    PRIMARY KEY (name, spec_path)
+);
+"""
+
+
+def migrate_identity(conn: sqlite3.Connection, *, from_version: int) -> None:
+    """Schema 1 → 2: add the identity tables. A schema-1 ledger's finished videos still lie at the old
+    names and its style ids are the old ones: `meta.identity_upgrade` tells the service to re-key them
+    (daemon.service.upgrade) once."""
+    conn.executescript(IDENTITY_SCHEMA)
+    if from_version == 1:
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('identity_upgrade', ?)",
+                     (json.dumps({"from": 1}),))
 
 
 def render_key(track_sha: str, style_id: str, settings: dict[str, Any]) -> str:
@@ -172,6 +200,8 @@ class Ledger:
                                   path=self.path, hint="upgrade afx")
             if create:
                 conn.executescript(SCHEMA)
+                if version < 2:
+                    migrate_identity(conn, from_version=version)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def connection(self) -> sqlite3.Connection:
@@ -267,6 +297,34 @@ class Ledger:
     def style_spec(self, style_id: str) -> dict[str, Any] | None:
         rows = self.query("SELECT spec_json FROM styles WHERE style_id = ?", (style_id,))
         return json.loads(rows[0]["spec_json"]) if rows else None
+
+    # ── published outputs and style names ────────────────────────────────────────────────────────────────
+
+    def outputs(self) -> dict[str, str]:
+        """{published video path: the render key it shows}."""
+        return {r["path"]: r["job_key"] for r in self.query("SELECT path, job_key FROM outputs")}
+
+    def set_output(self, path: Path, *, key: str, track_path: str, style_name: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO outputs (path, job_key, track_path, style_name, published)"
+                         " VALUES (?, ?, ?, ?, ?)", (str(path), key, track_path, style_name, time.time()))
+
+    def done_renders(self) -> set[str]:
+        return {r["key"] for r in self.query("SELECT key FROM jobs WHERE kind = 'render' AND state = 'done'")}
+
+    def name_owners(self, claims: Iterable[tuple[str, str]]) -> dict[str, str]:
+        """Record (style name, spec path) claims and return each name's owner: the spec file that has
+        claimed it longest (ties: path order). A claim the files no longer make is forgotten, so a file
+        that gives up a name and takes it again queues behind the others."""
+        claims = set(claims)
+        now = time.time()
+        with self.transaction() as conn:
+            known = {(r["name"], r["spec_path"]) for r in conn.execute("SELECT name, spec_path FROM name_claims")}
+            conn.executemany("DELETE FROM name_claims WHERE name = ? AND spec_path = ?", list(known - claims))
+            conn.executemany("INSERT OR IGNORE INTO name_claims (name, spec_path, first_seen) VALUES (?, ?, ?)",
+                             [(n, p, now) for n, p in sorted(claims - known)])
+            rows = conn.execute("SELECT name, spec_path FROM name_claims ORDER BY first_seen DESC, spec_path DESC")
+            return {r["name"]: r["spec_path"] for r in rows}
 
     # ── planning ─────────────────────────────────────────────────────────────────────────────────────────
 

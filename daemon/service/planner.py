@@ -23,8 +23,10 @@ from typing import Any
 
 from daemon.config import Limits
 from daemon.errors import AfxError, SpecError
-from daemon.library import Library, safe_name
+from daemon.library import Library
 from daemon.logs import get_logger
+from daemon.naming import (INBOX_REPORTS, SPECS_REPORTS, STYLE_REPORTS, error_report_path,  # noqa: F401 — re-exported
+                           problem_report_path, store_video, style_stem, track_folder, video_path)
 from daemon.report import failure_report, write_json_atomic
 from daemon.service.ledger import Ledger, NewJob, render_key, train_key
 from daemon.service.watch import ScanResult, SeenFile
@@ -38,31 +40,20 @@ COMPANION_SUFFIXES = frozenset({
     ".toml", ".json", ".txt", ".md", ".nfo", ".cue", ".log", ".m3u", ".m3u8", ".pls", ".lrc", ".sfv",
     ".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".pdf", ".ini", ".db", ".url", ".html",
 })
-SPECS_REPORTS = "_specs"  # renders/_specs/<spec>.error.json
-INBOX_REPORTS = "_inbox"  # renders/_inbox/<file>.error.json (refused files, bad sidecars)
-STYLE_REPORTS = "_styles"  # renders/_styles/<style>.error.json (failed trainings)
 
 
 def is_track(rel: PurePosixPath) -> bool:
     return rel.suffix.lower() not in COMPANION_SUFFIXES
 
 
-def track_folder_name(rel: PurePosixPath) -> str:
-    """renders/<this>/: the track's stem, with its inbox subfolders when it has some (no collisions)."""
-    return safe_name("-".join(rel.with_suffix("").parts))
-
-
 def render_output(renders: Path, rel: PurePosixPath, style_name: str) -> Path:
-    return renders / track_folder_name(rel) / f"{safe_name(style_name)}.mp4"
-
-
-def error_report_path(output: Path) -> Path:
-    """A failed render's report lies where its video would be: `<style>.error.json`."""
-    return output.with_name(f"{output.stem}.error.json")
+    """The published video of (track, style) — daemon.naming's rule, without a settings tag: the service
+    always renders a style at its own settings."""
+    return video_path(renders, track_folder(rel), style_name)
 
 
 def style_report_path(renders: Path, style_name: str) -> Path:
-    return renders / STYLE_REPORTS / f"{safe_name(style_name)}.error.json"
+    return renders / STYLE_REPORTS / f"{style_stem(style_name)}.error.json"
 
 
 def render_settings(spec: StyleSpec) -> dict[str, int]:
@@ -166,7 +157,7 @@ class SpecCatalog:
         if self.parsed.get(key) == (seen.size, seen.mtime_ns):
             return
         self.parsed[key] = (seen.size, seen.mtime_ns)
-        report = self.renders / SPECS_REPORTS / f"{track_folder_name(seen.rel)}.error.json"
+        report = problem_report_path(self.renders, SPECS_REPORTS, seen.rel.as_posix())
         try:
             specs = load_specs(seen.path, limits=self.limits)
         except Exception as e:  # noqa: BLE001 — any failure of one spec must not stop the others
@@ -182,18 +173,23 @@ class SpecCatalog:
             log.info("spec.loaded", spec=key, styles={s.name: s.style_id for s in specs})
 
     def _check_names(self, root: Path) -> None:
-        """Two files defining the same style name would overwrite each other's videos: the later one loses."""
-        owner: dict[str, str] = {}
+        """Two files defining the same style name would overwrite each other's videos. The file the ledger
+        saw claim the name first keeps it (not the first by path); the newcomer's styles are held back
+        with an error report until it is renamed or the owner gives the name up."""
+        claims = [(spec.name, path) for path, specs in self.by_file.items() for spec in specs]
+        owners = self.ledger.name_owners(claims)
         for path in sorted(self.by_file):
             for spec in list(self.by_file[path]):
-                first = owner.setdefault(safe_name(spec.name), path)
-                if first != path:
-                    error = SpecError(f"style name '{spec.name}' is already defined by {first}", path=path,
-                                      key="name", hint="give this spec another `name` or file name")
-                    report = self.renders / SPECS_REPORTS / f"{safe_name(Path(path).stem)}.error.json"
-                    self.errors[path] = (error, report, {"style": spec.name, "extra": {"spec": path}})
+                owner = owners.get(spec.name, path)
+                if owner != path:
+                    error = SpecError(f"style name '{spec.name}' already belongs to {owner}", path=path,
+                                      key="name", hint="give this spec another `name` (or file name); its "
+                                      "styles are not trained or rendered until then")
+                    report = problem_report_path(self.renders, SPECS_REPORTS, _relative(path, root))
+                    self.errors[path] = (error, report, {"style": spec.name, "extra": {"spec": path,
+                                                                                       "owner": owner}})
                     self.by_file[path].remove(spec)
-                    self.parsed.pop(path, None)  # read it again next scan: the other file may be gone by then
+                    self.parsed.pop(path, None)  # read it again next scan: the owner may be gone by then
 
     def styles(self) -> list[StyleSpec]:
         return [spec for path in sorted(self.by_file) for spec in self.by_file[path]]
@@ -205,6 +201,13 @@ class SpecCatalog:
 
     def spec(self, style_id: str) -> StyleSpec | None:
         return next((s for s in self.styles() if s.style_id == style_id), None)
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).name
 
 
 # ── assignment and jobs ──────────────────────────────────────────────────────────────────────────────────
@@ -243,11 +246,22 @@ class PlannedTrack:
     sha256: str  # what it is
 
 
+@dataclass(frozen=True)
+class Publication:
+    """A (track, style) pair and the render its published video must show now."""
+
+    video: Path  # renders/<track>/<style>.mp4 (daemon.naming)
+    key: str  # the render job for the track's current content and the style's current version
+    track_path: str  # where the track is
+    style_name: str
+
+
 @dataclass
 class Plan:
     """What one scan asks for."""
 
     jobs: list[NewJob] = field(default_factory=list)  # every job the current files call for
+    outputs: list[Publication] = field(default_factory=list)  # every video that should be published
     tracks: list[PlannedTrack] = field(default_factory=list)  # the settled tracks
     problems: dict[str, tuple[BaseException, Path, dict[str, Any]]] = field(default_factory=dict)
 
@@ -270,7 +284,7 @@ class Planner:
         for path, reason in inbox.refused:
             rel = path.relative_to(inbox.root).as_posix()
             error = AfxError(f"refused: {reason}", path=path, hint="copy the file into the inbox instead of linking it")
-            report = self.renders / INBOX_REPORTS / f"{track_folder_name(PurePosixPath(rel))}.error.json"
+            report = problem_report_path(self.renders, INBOX_REPORTS, rel)
             plan.problems[str(path)] = (error, report, {"track": str(path)})
         settled = {f.rel: f for f in inbox.settled}
         for seen in inbox.settled:
@@ -285,6 +299,9 @@ class Planner:
             styles = self._assign(track, settled, inbox.pending, plan)
             for spec in styles:
                 plan.jobs.extend(self._jobs_for(track, spec))
+                plan.outputs.append(Publication(video=render_output(self.renders, track.file.rel, spec.name),
+                                                key=plan.jobs[-1].key, track_path=str(track.file.path),
+                                                style_name=spec.name))
         return plan
 
     def _sha(self, seen: SeenFile) -> str | None:
@@ -317,7 +334,7 @@ class Planner:
             try:
                 styles += self._named(read_sidecar(settled[sidecar_rel].path), path=settled[sidecar_rel].path)
             except SpecError as e:
-                report = self.renders / INBOX_REPORTS / f"{track_folder_name(sidecar_rel)}.error.json"
+                report = problem_report_path(self.renders, INBOX_REPORTS, sidecar_rel.as_posix())
                 plan.problems[str(sidecar_path)] = (e, report, {"track": str(track.file.path)})
                 return []
         if not styles:
@@ -349,8 +366,8 @@ class Planner:
                                style_name=spec.name, settings={},
                                output=str(self.library.folder_for(spec.name, spec.style_id))))
         settings = render_settings(spec)
-        out = render_output(self.renders, track.file.rel, spec.name)
-        jobs.append(NewJob(key=render_key(track.sha256, spec.style_id, settings), kind="render",
-                           style_id=spec.style_id, style_name=spec.name, settings=settings, output=str(out),
+        key = render_key(track.sha256, spec.style_id, settings)
+        jobs.append(NewJob(key=key, kind="render", style_id=spec.style_id, style_name=spec.name,
+                           settings=settings, output=str(store_video(self.renders, key)),
                            track_sha=track.sha256, track_path=str(track.file.path)))
         return jobs

@@ -10,6 +10,7 @@ and its scratch files are removed. systemd is told READY / WATCHDOG / STATUS / S
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import select
 import shutil
@@ -21,16 +22,19 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from daemon.atomic import SCRATCH_MARK, scratch_pid
 from daemon.audio.decode import file_sha256
 from daemon.config import ServiceConfig, load_config
 from daemon.errors import AfxError, AudioError, ConfigError, LedgerError
 from daemon.library import Library
 from daemon.logs import configure_logging, get_logger
-from daemon.report import failure_report, write_json_atomic
+from daemon.atomic import atomic_link
+from daemon.naming import error_report_path, report_path, store_video
+from daemon.report import failure_report, now_iso, write_json_atomic
 from daemon.service.executor import Executor, LocalExecutor, Outcome, WorkItem, worker_devices
 from daemon.service.ledger import Job, Ledger
 from daemon.service.notify import Notifier
-from daemon.service.planner import Plan, Planner, ProblemBook, SpecCatalog, error_report_path, style_report_path
+from daemon.service.planner import Plan, Planner, ProblemBook, Publication, SpecCatalog, style_report_path
 from daemon.service.status import HEARTBEAT_S, ledger_path, pid_alive
 from daemon.service.watch import FolderWatcher, ScanResult, SettleTracker
 
@@ -118,6 +122,7 @@ class Service:
         self.timers = Timers()
         self.waker = Waker()
         self.items: dict[str, WorkItem] = {}  # running jobs, by key
+        self.publications: dict[str, list[Publication]] = {}  # render key → the videos that should show it
         self.started = time.time()
         self.ready = False
         self.abandoned = False  # a job did not stop within the timeout
@@ -291,6 +296,10 @@ class Service:
         if inbox.available:
             self.problems.sync("inbox", plan.problems)
         created = self.ledger.ensure_jobs(plan.jobs)
+        self.publications = {}
+        for publication in plan.outputs:
+            self.publications.setdefault(publication.key, []).append(publication)
+        self.publish_current(plan.outputs)
         superseded = 0
         if inbox.available and not inbox.empty:
             superseded = self._supersede(plan, inbox)
@@ -399,6 +408,40 @@ class Service:
             self.publish(outcome)
         return bool(outcomes)
 
+    def publish_current(self, wanted: list[Publication]) -> None:
+        """Make every published video show its pair's current render: after a revert (content A→B→A, a
+        spec v1→v2→v1) the kept render is published again instead of rendered again."""
+        shown = self.ledger.outputs()
+        done = self.ledger.done_renders()
+        for publication in wanted:
+            if publication.key in done and (shown.get(str(publication.video)) != publication.key
+                                            or not publication.video.is_file()):
+                self.publish_video(publication)
+
+    def publish_video(self, publication: Publication) -> bool:
+        """Hard-link the kept render to the pair's video (atomically), then write its report and record
+        the owner in the ledger. A kept render that is gone is queued to render again."""
+        stored = store_video(self.config.path("renders"), publication.key)
+        try:
+            report = json.loads(report_path(stored).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            report = None
+        if report is None or not stored.is_file():
+            self.ledger.retry(keys=[publication.key], include_done=True)
+            log.warning("render.store_missing", job=publication.key[:16], video=str(publication.video),
+                        reason="its kept render is gone; rendering it again")
+            return False
+        report["track"]["path"] = publication.track_path
+        report["video"]["path"] = str(publication.video)
+        report["published"] = now_iso()
+        atomic_link(stored, publication.video)
+        write_json_atomic(report_path(publication.video), report)
+        error_report_path(publication.video).unlink(missing_ok=True)
+        self.ledger.set_output(publication.video, key=publication.key, track_path=publication.track_path,
+                               style_name=publication.style_name)
+        log.info("render.published", job=publication.key[:16], video=str(publication.video))
+        return True
+
     def publish(self, outcome: Outcome) -> None:
         item = self.items.pop(outcome.key, None)
         job = self.ledger.get(outcome.key) if item is None else item.job
@@ -406,7 +449,10 @@ class Service:
             return
         if outcome.status == "done":
             self.ledger.finish(job.key, owner=self.owner, output=outcome.output)
-            self._report_path(job).unlink(missing_ok=True)  # a stale failure report from an earlier attempt
+            for path in self._report_paths(job):
+                path.unlink(missing_ok=True)  # a stale failure report from an earlier attempt
+            for publication in self.publications.get(job.key, []):
+                self.publish_video(publication)
             log.info("job.done", job=job.key[:16], kind=job.kind, what=job.label(), output=outcome.output,
                      seconds=outcome.seconds)
         elif outcome.status == "stopped":
@@ -415,10 +461,12 @@ class Service:
         else:
             self._failed(job, outcome)
 
-    def _report_path(self, job: Job) -> Path:
+    def _report_paths(self, job: Job) -> list[Path]:
+        """Where a job's failure report goes: beside each video that waits for it (or in the store)."""
         if job.kind == "render":
-            return error_report_path(Path(str(job.output)))
-        return style_report_path(self.config.path("renders"), job.style_name)
+            videos = [p.video for p in self.publications.get(job.key, [])]
+            return [error_report_path(v) for v in videos or [store_video(self.config.path("renders"), job.key)]]
+        return [style_report_path(self.config.path("renders"), job.style_name)]
 
     def _failed(self, job: Job, outcome: Outcome) -> None:
         error = outcome.error or RuntimeError("unknown failure")
@@ -436,16 +484,17 @@ class Service:
             retry_at = time.time() + self.config.retry_backoff_s * 2 ** max(0, job.attempts - 1)
         else:
             state = "failed"
-        report_path = self._report_path(job)
+        report_paths = self._report_paths(job)
         report = failure_report(error, stage=job.kind, track=job.track_path, style=job.style_name, extra={
             "job": {"key": job.key, "kind": job.kind, "attempts": job.attempts, "state": state,
                     "retry_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(retry_at)) if retry_at else None,
                     "style_id": job.style_id, "output": job.output}})
-        write_json_atomic(report_path, report)
+        for path in report_paths:
+            write_json_atomic(path, report)
         self.ledger.fail(job.key, owner=self.owner, state=state, not_before=retry_at or 0.0,
-                         error={**report["error"], "report": str(report_path), "time": report["time"]})
+                         error={**report["error"], "report": str(report_paths[0]), "time": report["time"]})
         log.error("job.failed", job=job.key[:16], kind=job.kind, what=job.label(), state=state,
-                  attempt=job.attempts, error=report["error"]["summary"], report=str(report_path))
+                  attempt=job.attempts, error=report["error"]["summary"], report=str(report_paths[0]))
 
     # ── config reload, heartbeat ─────────────────────────────────────────────────────────────────────────
 
@@ -500,15 +549,17 @@ def _with_state(new: ServiceConfig, old: ServiceConfig) -> ServiceConfig:
 
 
 def sweep_scratch(config: ServiceConfig) -> int:
-    """Remove scratch files a killed run left: `.x.partial-PID.mp4` of dead pids, old `.tmp` files and folders."""
+    """Remove scratch files a killed run left: `.x.partial-PID-…` of dead pids (daemon.atomic), and old
+    `.tmp` files and folders of earlier versions."""
     removed = 0
     now = time.time()
     renders, library = config.path("renders"), config.path("library")
-    for path in list(renders.rglob(".*.partial-*")) if renders.is_dir() else []:
-        pid = path.name.rsplit("partial-", 1)[-1].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            path.unlink(missing_ok=True)
-            removed += 1
+    for root in (renders, library):
+        for path in list(root.rglob(f".*{SCRATCH_MARK}*")) if root.is_dir() else []:
+            pid = scratch_pid(path.name)
+            if pid is not None and pid != os.getpid() and not pid_alive(pid):
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                removed += 1
     for root in (renders, library):
         for path in list(root.rglob(".*.tmp*")) if root.is_dir() else []:
             try:
