@@ -152,6 +152,7 @@ def cmd_train(args: argparse.Namespace, config: ServiceConfig) -> int:
     from daemon.spec import load_specs
 
     library = Library(config.path("library"))
+    library.upgrade_ids()  # versions trained before style ids hashed only non-default fields
     paths = [Path(p) for p in args.specs] or sorted(config.path("specs").glob("*.toml"))
     if not paths:
         print(f"no specs to train in {config.path('specs')}")

@@ -72,6 +72,28 @@ class Library:
     def has(self, name: str, style_id: str) -> bool:
         return (self.folder_for(name, style_id) / STYLE_FILE).is_file()
 
+    def upgrade_ids(self) -> dict[str, str]:
+        """Move versions trained under style-id form 1 to their current id (same weights: only the way
+        the id is computed changed); returns {old id: new id}. Safe to run again after a crash."""
+        from daemon.atomic import atomic_write_text
+        from daemon.spec import upgraded_id
+
+        mapping: dict[str, str] = {}
+        for entry in self.entries():
+            spec = entry.meta.get("spec")
+            new = upgraded_id(spec) if isinstance(spec, dict) and spec.get("style_id") == entry.style_id else None
+            if new is None or new == entry.style_id:
+                continue
+            target = entry.folder.with_name(new)
+            if entry.folder != target:
+                if target.exists():
+                    continue  # trained again under the new id meanwhile: keep that one
+                entry.folder.rename(target)
+            meta = {**entry.meta, "id": new, "spec": {**spec, "style_id": new}, "upgraded_from": entry.style_id}
+            atomic_write_text(target / STYLE_FILE, json.dumps(meta, indent=2) + "\n")
+            mapping[entry.style_id] = new
+        return mapping
+
     def load(self, name: str, style_id: str | None = None) -> Style:
         if style_id is not None:
             return Style.load(self.folder_for(name, style_id))

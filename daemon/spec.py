@@ -24,8 +24,7 @@ from daemon.cppn import CPPNConfig, EncoderConfig
 from daemon.errors import SpecError
 from daemon.tables import bounds, check_keys, from_table, nearest, to_table
 
-TRAINER_VERSION = 1  # bump when daemon/train.py's behaviour changes: every style id changes with it
-
+STYLE_ID_FORM = 2  # the canonical form `weight_fields` hashes; form 1 hashed every field (`legacy_style_id`)
 MAX_NAME_CHARS = 100  # style names become library folder names
 MAX_SWEEP_VARIANTS = 64  # a sweep trains every variant: keep a typo from queueing days of work
 MAX_TRACK_GLOBS = 256  # entries in `tracks` / `audio.reference_tracks`
@@ -100,36 +99,102 @@ class StyleSpec:
     @property
     def style_id(self) -> str:
         """16 hex digits of the sha256 of the canonical JSON of `weight_fields()`."""
-        canonical = json.dumps(self.weight_fields(), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                               allow_nan=False)
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:STYLE_ID_CHARS]
+        return _digest(self.weight_fields())
 
     def weight_fields(self) -> dict[str, Any]:
-        """Everything that changes the trained weights, as plain data.
+        """What the trained weights depend on, as plain data: the fields a user set to something other
+        than their default, and the versions of the stages that turn them into weights.
 
-        Left out, because they do not change the weights: the name, `tracks`, the source file, the sweep
-        label, the render fps and `training.checkpoint_every`. The render size enters only as its reduced
-        aspect ratio, which is all training sees of it (1280×720 and 1920×1080 train the same frames).
+        Only non-default values enter, so a new field with a default (a new training term, a palette)
+        changes no existing id. The trainer's and each feature set's version constant enter, so a change
+        of what those stages compute does. Left out, because they do not change the weights: the name,
+        `tracks`, the source file, the sweep label, the render fps and `training.checkpoint_every`. The
+        render size enters only as its reduced aspect ratio when that differs from the default's, which
+        is all training sees of it (1280×720 and 1920×1080 train the same frames).
         """
-        training = to_table(self.training)
-        training.pop("checkpoint_every")
-        divisor = math.gcd(self.render.width, self.render.height)
-        return {
-            "trainer_version": TRAINER_VERSION,
-            "prompts": to_table(self.prompts),
-            "negative_prompts": to_table(self.negative_prompts),
-            "network": to_table(self.network),
-            "encoder": to_table(self.encoder),
-            "audio": to_table(self.audio),
-            "training": training,
-            "render_aspect": [self.render.width // divisor, self.render.height // divisor],
-        }
+        from daemon.audio.features import feature_set  # librosa: only loaded when an id is computed
+        from daemon.train import TRAINER_VERSION
+
+        chosen: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name in _NOT_WEIGHTS:
+                continue
+            value = _non_default(getattr(self, f.name), f.default, skip=_SKIPPED.get(f.name, ()))
+            if value is not _DEFAULT:
+                chosen[f.name] = value
+        aspect = _aspect(self.render)
+        if aspect != _aspect(RenderSpec()):
+            chosen["render_aspect"] = aspect
+        return {"form": STYLE_ID_FORM, "versions": {
+            "trainer": TRAINER_VERSION,
+            "features": {name: feature_set(name).version for name in self.audio.features}}, **chosen}
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as plain data (style.json, the library, reports), with its style id."""
         data = to_table(self)
         data["style_id"] = self.style_id
         return data
+
+
+_NOT_WEIGHTS = frozenset({"name", "tracks", "render", "source", "variant"})  # see weight_fields
+_SKIPPED = {"training": ("checkpoint_every",)}
+_DEFAULT = object()  # "equal to the default": left out of the id
+
+
+def _non_default(value: Any, default: Any, *, skip: tuple[str, ...] = ()) -> Any:
+    """`value` as plain data without what equals its default (a table: its non-default keys), or _DEFAULT."""
+    if dataclasses.is_dataclass(value):
+        table = {}
+        for f in fields(value):
+            if f.name in skip:
+                continue
+            own_default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            kept = _non_default(getattr(value, f.name), own_default)
+            if kept is not _DEFAULT:
+                table[f.name] = kept
+        return table or _DEFAULT
+    if isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):  # prompts
+        if default is not dataclasses.MISSING and value == default:
+            return _DEFAULT
+        return [_non_default(v, dataclasses.MISSING) for v in value]
+    if default is not dataclasses.MISSING and to_table(value) == to_table(default):
+        return _DEFAULT
+    return to_table(value)
+
+
+def _aspect(render: RenderSpec) -> list[int]:
+    divisor = math.gcd(render.width, render.height)
+    return [render.width // divisor, render.height // divisor]
+
+
+def _digest(data: dict[str, Any]) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:STYLE_ID_CHARS]
+
+
+def legacy_style_id(spec: dict[str, Any]) -> str:
+    """The id form 1 gave the spec `spec` (a stored `StyleSpec.to_dict()`): every field hashed, defaults
+    included, with trainer version 1. Only for upgrading libraries and ledgers made before form 2."""
+    training = dict(spec["training"])
+    training.pop("checkpoint_every", None)
+    width, height = int(spec["render"]["width"]), int(spec["render"]["height"])
+    divisor = math.gcd(width, height)
+    return _digest({"trainer_version": 1, "prompts": spec["prompts"], "negative_prompts": spec["negative_prompts"],
+                    "network": spec["network"], "encoder": spec["encoder"], "audio": spec["audio"],
+                    "training": training, "render_aspect": [width // divisor, height // divisor]})
+
+
+def upgraded_id(spec: dict[str, Any]) -> str | None:
+    """The current id of a style stored under a form-1 id (its `to_dict()` in style.json or the ledger),
+    or None when the stored dict is not a form-1 spec (already current, damaged, or not valid any more)."""
+    try:
+        if spec.get("style_id") != legacy_style_id(spec):
+            return None
+        table = {k: v for k, v in spec.items() if k not in ("style_id", "source", "variant")}
+        limits = Limits(max_iterations=2**31, max_prompts=2**16, max_prompt_chars=2**20, max_render_pixels=2**40)
+        return parse_spec(table, path=None, name=str(spec["name"]), limits=limits).style_id
+    except (SpecError, KeyError, TypeError, ValueError):
+        return None
 
 
 _TABLES: dict[str, type] = {"network": CPPNConfig, "encoder": EncoderConfig, "audio": AudioSpec,

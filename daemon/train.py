@@ -40,6 +40,7 @@ from daemon.guidance import Guide, cutouts
 from daemon.spec import StyleSpec
 from daemon.style import build_model
 
+TRAINER_VERSION = 1  # bump when what this module trains changes: every style id changes with it (spec.py)
 CHECKPOINT_FILE = "checkpoint.pt"
 PRIOR_TRACK_FRAMES = 30 * 180  # the prior's neighbouring frame is one frame of a 3-minute track at 30 fps
 

@@ -128,3 +128,130 @@ def test_atomic_replace_dir_swaps_whole_folders(tmp_path: Path) -> None:
     with atomic_replace_dir(dest) as scratch:
         (scratch / "b").write_text("2")
     assert sorted(p.name for p in dest.iterdir()) == ["b"] and [p.name for p in tmp_path.iterdir()] == ["style"]
+
+
+# ── style ids: what a user chose, plus stage versions ───────────────────────────────────────────────────
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+#: the ids of the shipped example specs: a change here retrains every library that uses them. Change
+#: this table only on purpose (a new TRAINER_VERSION, a feature set's new version) and say so in the commit.
+PINNED_IDS = {
+    "organic-cool": "5b636c771bd3a5b7", "organic-earth": "eabbe13f65a3b867", "organic-fiery": "9dd4c71c37bdffb1",
+    "organic-mono": "a8c21cd8f206dd71", "organic-neon": "6bd8879d26c52030", "organic-pastel": "f66ca1f24ec2042c",
+    "organic-warm": "ec75a827b2a29d24", "organic": "b921132755fd4ccd",
+}
+#: what the same specs were before ids hashed only non-default fields (afx ≤ this change): upgrades map them
+LEGACY_IDS = {
+    "organic-cool": "5ee5c27731350593", "organic-earth": "f35b24e0fbb41b54", "organic-fiery": "9cd286c4102e91d9",
+    "organic-mono": "695bccba8a80b4b3", "organic-neon": "86e5d031f6de7004", "organic-pastel": "766f5d5693112861",
+    "organic-warm": "98c77e0e79903ee8", "organic": "888cb8b59483c8cd",
+}
+
+
+def test_the_shipped_specs_keep_their_ids() -> None:
+    from daemon.spec import legacy_style_id, load_spec
+
+    specs = {p.stem: load_spec(p) for p in sorted(SPECS.glob("*.toml"))}
+    assert {name: s.style_id for name, s in specs.items()} == PINNED_IDS
+    assert {name: legacy_style_id(s.to_dict()) for name, s in specs.items()} == LEGACY_IDS
+
+
+def test_adding_a_field_with_a_default_changes_no_id() -> None:
+    """What lets another change add spec fields (pulse strengths, a palette) without retraining libraries."""
+    import dataclasses
+
+    from daemon.spec import StyleSpec, TrainingSpec, load_spec
+
+    spec = load_spec(SPECS / "organic-neon.toml")
+    training = dataclasses.make_dataclass("TrainingSpec", [("pulse_weight", float, dataclasses.field(default=0.0))],
+                                          bases=(TrainingSpec,), frozen=True)
+    with_field = dataclasses.replace(spec, training=training(**dataclasses.asdict(spec.training)))
+    assert with_field.style_id == spec.style_id
+    assert dataclasses.replace(with_field, training=dataclasses.replace(with_field.training, pulse_weight=0.5)
+                               ).style_id != spec.style_id
+
+    palette = dataclasses.make_dataclass("PaletteSpec", [("colours", tuple, dataclasses.field(default=()))], frozen=True)
+    extended = dataclasses.make_dataclass("StyleSpec", [("palette", palette, dataclasses.field(default=palette()))],
+                                          bases=(StyleSpec,), frozen=True)
+    as_extended = extended(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(StyleSpec)})
+    assert as_extended.style_id == spec.style_id
+    assert dataclasses.replace(as_extended, palette=palette(colours=("#ff0000",))).style_id != spec.style_id
+
+
+def test_stage_versions_enter_the_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import daemon.train
+    from daemon.audio import features
+    from daemon.spec import load_spec
+
+    spec = load_spec(SPECS / "organic.toml")
+    before = spec.style_id
+    monkeypatch.setattr(daemon.train, "TRAINER_VERSION", 2)
+    assert spec.style_id != before
+    monkeypatch.setattr(daemon.train, "TRAINER_VERSION", 1)
+    assert spec.style_id == before
+    monkeypatch.setitem(features._REGISTRY, "fft", dataclasses.replace(features.feature_set("fft"), version=2))
+    assert spec.style_id != before
+
+
+def test_a_state_folder_of_the_previous_afx_keeps_its_styles_and_videos(tmp_path: Path) -> None:
+    """Schema-1 ledger, form-1 style ids, videos at the old names: nothing is trained or rendered again."""
+    import json
+    import sqlite3
+    from dataclasses import replace
+
+    from daemon.audio.decode import file_sha256
+    from daemon.config import ServiceConfig
+    from daemon.library import Library
+    from daemon.naming import store_video
+    from daemon.service.ledger import SCHEMA, render_key, train_key
+    from daemon.service.service import Service
+    from daemon.spec import legacy_style_id, load_spec
+    from daemon.style import random_style
+    from tests.conftest import synth, write_wav
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "neon.toml").write_text('prompts = ["neon"]\n[render]\nwidth = 64\nheight = 36\nfps = 10\n')
+    spec = load_spec(tmp_path / "specs" / "neon.toml")
+    old_id, new_id = legacy_style_id(spec.to_dict()), spec.style_id
+    stored_spec = {**spec.to_dict(), "style_id": old_id}
+    style = random_style(1)
+    style.name, style.style_id, style.spec = "neon", old_id, stored_spec
+    style.save(Library(tmp_path / "library").folder_for("neon", old_id))
+
+    track = write_wav(tmp_path / "inbox" / "song.wav", synth(1.0))
+    sha, st = file_sha256(track), track.stat()
+    settings = {"width": 64, "height": 36, "fps": 10}
+    old_video = tmp_path / "renders" / "song" / "neon.mp4"
+    old_video.parent.mkdir(parents=True)
+    old_video.write_bytes(b"the old video")
+    old_video.with_suffix(".json").write_text(json.dumps({"track": {"path": str(track)}, "video": {}}))
+    (tmp_path / "state").mkdir()
+    conn = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
+    conn.executescript(SCHEMA)
+    conn.execute("PRAGMA user_version=1")
+    conn.execute("INSERT INTO tracks VALUES (?, ?, ?, ?, 0)", (str(track), sha, st.st_size, st.st_mtime_ns))
+    conn.execute("INSERT INTO styles VALUES (?, 'neon', ?, 'current', ?, 0)",
+                 (old_id, str(tmp_path / "specs" / "neon.toml"), json.dumps(stored_spec)))
+    conn.execute("INSERT INTO jobs (key, kind, style_id, style_name, settings_json, state, output, created, updated)"
+                 " VALUES (?, 'train', ?, 'neon', '{}', 'done', '', 0, 0)", (train_key(old_id), old_id))
+    conn.execute("INSERT INTO jobs (key, kind, track_sha, track_path, style_id, style_name, settings_json, state,"
+                 " output, created, updated) VALUES (?, 'render', ?, ?, ?, 'neon', ?, 'done', ?, 0, 0)",
+                 (render_key(sha, old_id, settings), sha, str(track), old_id, json.dumps(settings), str(old_video)))
+    conn.commit()
+    conn.close()
+
+    service = Service(replace(ServiceConfig(base=tmp_path), settle_s=0.0, device="cpu"))
+    service.start()
+    try:
+        service.scan()
+        assert Library(tmp_path / "library").has("neon", new_id)
+        assert sorted(j.state for j in service.ledger.jobs()) == ["done", "done"]
+        assert {j.key for j in service.ledger.jobs()} == {train_key(new_id), render_key(sha, new_id, settings)}
+        video = tmp_path / "renders" / "song.wav" / "neon.mp4"
+        assert video.read_bytes() == b"the old video" and not old_video.parent.exists()
+        assert video.stat().st_ino == store_video(tmp_path / "renders", render_key(sha, new_id, settings)).stat().st_ino
+        assert json.loads(video.with_suffix(".json").read_text())["video"]["path"] == str(video)
+    finally:
+        service.shutdown()

@@ -9,8 +9,8 @@ import pytest
 from daemon.cli import main
 from daemon.config import Limits
 from daemon.errors import SpecError
+from daemon.train import TRAINER_VERSION
 from daemon.spec import (
-    TRAINER_VERSION,
     AudioSpec,
     Prompt,
     RenderSpec,
@@ -72,7 +72,7 @@ def test_defaults_fill_everything_but_the_prompts(tmp_path: Path) -> None:
     assert spec.training.clip_model == "ViT-B-32" and spec.training.iterations == 400
     assert spec.to_dict()["style_id"] == spec.style_id
     assert spec.to_dict()["training"]["clip_model"] == "ViT-B-32"
-    assert spec.weight_fields()["trainer_version"] == TRAINER_VERSION
+    assert spec.weight_fields()["versions"] == {"trainer": TRAINER_VERSION, "features": {"fft": 1}}
 
 
 def test_style_id_is_stable_and_ignores_formatting(tmp_path: Path) -> None:

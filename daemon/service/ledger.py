@@ -326,6 +326,31 @@ class Ledger:
             rows = conn.execute("SELECT name, spec_path FROM name_claims ORDER BY first_seen DESC, spec_path DESC")
             return {r["name"]: r["spec_path"] for r in rows}
 
+    def rekey_styles(self, mapping: dict[str, str]) -> int:
+        """Give styles new ids ({old: new}, an upgrade of the id form): their rows and their jobs' keys
+        follow, so nothing done is done again. Returns how many jobs were re-keyed."""
+        moved = 0
+        with self.transaction() as conn:
+            for row in conn.execute("SELECT style_id, spec_json FROM styles").fetchall():
+                new = mapping.get(row["style_id"])
+                if new:
+                    spec = {**json.loads(row["spec_json"]), "style_id": new}
+                    conn.execute("UPDATE OR REPLACE styles SET style_id = ?, spec_json = ? WHERE style_id = ?",
+                                 (new, json.dumps(spec, sort_keys=True), row["style_id"]))
+            for row in conn.execute("SELECT key, kind, style_id, track_sha, settings_json FROM jobs").fetchall():
+                new = mapping.get(row["style_id"])
+                if not new:
+                    continue
+                key = train_key(new) if row["kind"] == "train" else render_key(
+                    row["track_sha"], new, json.loads(row["settings_json"]))
+                moved += conn.execute("UPDATE OR IGNORE jobs SET key = ?, style_id = ? WHERE key = ?",
+                                      (key, new, row["key"])).rowcount
+        return moved
+
+    def set_output_path(self, key: str, output: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE jobs SET output = ? WHERE key = ?", (output, key))
+
     # ── planning ─────────────────────────────────────────────────────────────────────────────────────────
 
     def ensure_jobs(self, jobs: Iterable[NewJob]) -> int:

@@ -36,6 +36,7 @@ from daemon.service.ledger import Job, Ledger
 from daemon.service.notify import Notifier
 from daemon.service.planner import Plan, Planner, ProblemBook, Publication, SpecCatalog, style_report_path
 from daemon.service.status import HEARTBEAT_S, ledger_path, pid_alive
+from daemon.service.upgrade import upgrade_state
 from daemon.service.watch import FolderWatcher, ScanResult, SettleTracker
 
 log = get_logger("afx.service")
@@ -157,6 +158,7 @@ class Service:
         self.ledger = Ledger(ledger_path(config))
         for key in self.ledger.recover(host=HOST, alive=pid_alive):
             log.warning("job.recovered", job=key, reason="its service stopped without finishing it")
+        upgrade_state(self.ledger, Library(config.path("library")), renders=config.path("renders"))
         self.devices = worker_devices(config)
         self.executor: Executor = LocalExecutor(self.devices, wake=self.waker.poke)
         self.problems = ProblemBook(self.ledger)
