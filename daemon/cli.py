@@ -148,7 +148,7 @@ def _relative(paths: list[Path]) -> list[Path]:
 
 def cmd_train(args: argparse.Namespace, config: ServiceConfig) -> int:
     from daemon.library import Library
-    from daemon.pipeline import audio_files
+    from daemon.pipeline import inbox_references
     from daemon.spec import load_specs
 
     library = Library(config.path("library"))
@@ -157,9 +157,9 @@ def cmd_train(args: argparse.Namespace, config: ServiceConfig) -> int:
     if not paths:
         print(f"no specs to train in {config.path('specs')}")
         return 0
-    inbox = audio_files(config.path("inbox"))
     for path in paths:
         variants = load_specs(path, limits=config.limits)
+        inbox = inbox_references(variants[0], config.path("inbox"))  # as the service chooses them
         trained = []
         for spec in variants:
             if library.has(spec.name, spec.style_id) and not args.force:

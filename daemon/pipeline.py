@@ -175,7 +175,7 @@ PREVIEW_SIZE = (384, 216)
 
 
 def reference_paths(spec: Any, fallback: Sequence[Path]) -> list[Path]:
-    """The spec's reference tracks (globs relative to its file), else `fallback` (e.g. the inbox's tracks)."""
+    """The spec's reference tracks (globs relative to its file), else `fallback` (`inbox_references`)."""
     if spec.audio.reference_tracks:
         base = Path(spec.source).parent if spec.source else Path.cwd()
         found: list[Path] = []
@@ -184,6 +184,27 @@ def reference_paths(spec: Any, fallback: Sequence[Path]) -> list[Path]:
             found.extend(m for m in matches if m.is_file())
         return found[:MAX_REFERENCE_TRACKS]
     return [Path(p) for p in fallback][:MAX_REFERENCE_TRACKS]
+
+
+def inbox_references(spec: Any, inbox: Path) -> list[Path]:
+    """The inbox tracks a style without `audio.reference_tracks` samples, chosen the same way by `afx train`
+    and the service: audio files at any depth that its `tracks` globs match (every one when it has none),
+    by relative path, the first MAX_REFERENCE_TRACKS."""
+    from daemon.spec import glob_matches
+
+    inbox = Path(inbox)
+    if not inbox.is_dir():
+        return []
+    found = []
+    for path in sorted(inbox.rglob("*")):
+        rel = PurePosixPath(path.relative_to(inbox).as_posix())
+        if any(part.startswith((".", "~")) for part in rel.parts) or rel.suffix.lower() not in AUDIO_SUFFIXES:
+            continue
+        if path.is_file() and (not spec.tracks or glob_matches(rel, spec.tracks)):
+            found.append(path)
+        if len(found) == MAX_REFERENCE_TRACKS:
+            break
+    return found
 
 
 def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), reference_tracks: Sequence[Path] = (),
@@ -207,7 +228,8 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
                        device=torch_device, allow_download=allow_download)
     paths = reference_paths(spec, reference_tracks)
     reductions = style_reductions(spec, paths, ctx=ctx, log=log)
-    timelines = reference_timelines(paths, spec, ctx=ctx, log=log, reductions=reductions)
+    references = reference_features(paths, spec, ctx=ctx, log=log, reductions=reductions)
+    timelines = [timeline for _, timeline in references]
     log.info("train.start", clip_model=guide.clip_model, pretrained=guide.pretrained,
              trained_guidance=guide.trained, iterations=spec.training.iterations, device=str(torch_device),
              reference_tracks=len(timelines))
@@ -221,7 +243,8 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
                   guidance=guide.describe(), spec=spec.to_dict(), created=now_iso(),
                   training={"final_similarity": final, "mean_similarity": _mean(final), "seconds": round(result.seconds, 2),
                             "iterations": spec.training.iterations, "audio_source": result.audio_source,
-                            "resumed_from": result.resumed_from, "variant": spec.variant})
+                            "resumed_from": result.resumed_from, "variant": spec.variant,
+                            "reference_tracks": [{"path": str(t.path), "sha256": t.sha256} for t, _ in references]})
     folder = library.folder_for(spec.name, spec.style_id)
     style.save(folder, extras=lambda scratch: write_training_artifacts(scratch, style, result, timelines))
     clear_checkpoint(checkpoint_dir)
@@ -281,16 +304,24 @@ def style_reductions(spec: Any, paths: Sequence[Path], *, ctx: AudioContext, log
 def reference_timelines(paths: Sequence[Path], spec: Any, *, ctx: AudioContext, log: Any,
                         reductions: dict[str, Any] | None = None) -> list[FeatureTimeline]:
     """Feature timelines of the reference tracks; a track that cannot be read is skipped with a warning."""
+    return [timeline for _, timeline in reference_features(paths, spec, ctx=ctx, log=log, reductions=reductions)]
+
+
+def reference_features(paths: Sequence[Path], spec: Any, *, ctx: AudioContext, log: Any,
+                       reductions: dict[str, Any] | None = None) -> list[tuple[Track, FeatureTimeline]]:
+    """Each readable reference track with its feature timeline (what a style records it was trained on)."""
     from daemon.errors import AfxError
 
     plan = EmbeddingPlan(dims=spec.audio.embedding_dims, reductions=reductions or {})
-    timelines = []
+    found = []
     for path in paths:
         try:
-            timelines.append(track_features(path, spec.audio.features, fps=spec.render.fps, ctx=ctx, plan=plan)[1])
+            track, timeline, _ = track_features(path, spec.audio.features, fps=spec.render.fps, ctx=ctx, plan=plan)
         except AfxError as e:
             log.warning("train.reference_skipped", track=str(path), error=e.user_line())
-    return timelines
+            continue
+        found.append((track, timeline))
+    return found
 
 
 def write_training_artifacts(folder: Path, style: Style, result: Any, timelines: Sequence[FeatureTimeline]) -> None:
@@ -381,11 +412,3 @@ def _mean(values: dict[str, float]) -> float | None:
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".mod", ".xm", ".s3m",
                             ".it", ".aiff", ".aif", ".wma", ".mka", ".webm"})
-
-
-def audio_files(folder: Path) -> list[Path]:
-    """Audio files directly in `folder` (by suffix; hidden and partial names skipped), sorted."""
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "~"))
-                  and p.suffix.lower() in AUDIO_SUFFIXES)

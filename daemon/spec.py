@@ -15,7 +15,9 @@ import json
 import math
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
+from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -405,6 +407,17 @@ def _check_render(render: RenderSpec, *, path: Path | None, limits: Limits) -> N
 def _positive(value: float, *, path: Path | None, key: str) -> None:
     if not value > 0:
         raise SpecError(f"{value} must be above 0", path=path, key=key)
+
+
+def glob_matches(rel: PurePosixPath, patterns: Iterable[str]) -> bool:
+    """A `tracks` glob matches the path relative to the inbox or the bare file name; `**/` may match nothing."""
+    text = rel.as_posix()
+    for pattern in patterns:
+        pattern = pattern.replace("\\", "/").removeprefix("./")
+        candidates = {pattern, pattern.replace("**/", "")}
+        if any(fnmatchcase(text, p) or fnmatchcase(rel.name, p) for p in candidates):
+            return True
+    return False
 
 
 # ── sweeps ───────────────────────────────────────────────────────────────────────────────────────────────

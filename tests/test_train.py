@@ -245,3 +245,23 @@ def test_sweep_trains_every_variant_and_writes_a_comparison(tmp_path, monkeypatc
     assert all(0 < v["temporal_ssim_mean"] <= 1 for v in table["variants"])
     page = (out / "comparison.html").read_text()
     assert page.count("<tr>") == 5 and (out / "contact_sheet.png").stat().st_size > 1000
+
+
+def test_reference_tracks_are_chosen_as_the_service_chooses_them_and_recorded(tmp_path, monkeypatch, capsys, make_wav):
+    """`afx train` and the service both take inbox_references: nested folders too, the spec's `tracks`
+    globs respected, hidden files skipped; the style records which tracks (and contents) it sampled."""
+    from daemon.audio.decode import file_sha256
+    from daemon.pipeline import inbox_references
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AFX_CONFIG", raising=False)
+    live = make_wav("inbox/live/b.wav", 1.0)
+    make_wav("inbox/studio/a.wav", 1.0, seed=1)
+    make_wav("inbox/live/.hidden.wav", 1.0)
+    path = spec_file(tmp_path / "specs", "stage", iterations=2)
+    path.write_text('tracks = ["live/*.wav"]\n' + path.read_text())
+    spec = load_spec(path)
+    assert inbox_references(spec, tmp_path / "inbox") == [live]
+    assert main(["train", str(path), "--offline"]) == 0
+    style = Library(tmp_path / "library").load("stage")
+    assert style.training["reference_tracks"] == [{"path": str(live), "sha256": file_sha256(live)}]

@@ -17,7 +17,6 @@ import json
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -30,7 +29,7 @@ from daemon.naming import (INBOX_REPORTS, SPECS_REPORTS, STYLE_REPORTS, error_re
 from daemon.report import failure_report, write_json_atomic
 from daemon.service.ledger import Ledger, NewJob, render_key, train_key
 from daemon.service.watch import ScanResult, SeenFile
-from daemon.spec import StyleSpec, default_name, load_specs, parse_spec
+from daemon.spec import StyleSpec, default_name, glob_matches, load_specs, parse_spec  # noqa: F401 — glob_matches re-exported
 from daemon.tables import check_keys, nearest
 
 log = get_logger("afx.planner")
@@ -211,17 +210,6 @@ def _relative(path: str, root: Path) -> str:
 
 
 # ── assignment and jobs ──────────────────────────────────────────────────────────────────────────────────
-
-def glob_matches(rel: PurePosixPath, patterns: Iterable[str]) -> bool:
-    """A `tracks` glob matches the path relative to the inbox or the bare file name; `**/` may match nothing."""
-    text = rel.as_posix()
-    for pattern in patterns:
-        pattern = pattern.replace("\\", "/").removeprefix("./")
-        candidates = {pattern, pattern.replace("**/", "")}
-        if any(fnmatchcase(text, p) or fnmatchcase(rel.name, p) for p in candidates):
-            return True
-    return False
-
 
 def read_sidecar(path: Path) -> list[str]:
     """`styles = ["name", ...]` from a track's sidecar TOML."""

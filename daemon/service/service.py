@@ -390,9 +390,10 @@ class Service:
     def _work_item(self, job: Job) -> WorkItem:
         references: tuple[Path, ...] = ()
         if job.kind == "train":
-            renders = self.ledger.jobs("kind = 'render' AND style_id = ? AND state != 'bad_input'", (job.style_id,))
-            found = [p for p in (self._track_path(r) for r in renders) if p is not None]
-            references = tuple(dict.fromkeys(found))  # pipeline.reference_paths takes the first few
+            from daemon.pipeline import inbox_references  # as `afx train` chooses them
+
+            spec = self.folders.catalog.spec(job.style_id)
+            references = tuple(inbox_references(spec, self.config.path("inbox"))) if spec is not None else ()
         return WorkItem(job=job, spec=self.ledger.style_spec(job.style_id),
                         track_path=self._track_path(job) if job.kind == "render" else None,
                         reference_tracks=references, config=self.config)
