@@ -60,7 +60,7 @@ def component(name: str, *, max_bytes: int, reserved: bool = False) -> str:
     """One safe path component for `name`: kept when it is safe as it is, else changed and hashed."""
     clean = _clean(name)
     fits = len(clean.encode("utf-8", "surrogatepass")) <= max_bytes
-    if clean == unicodedata.normalize("NFC", name) and fits and not reserved and not HASHED.search(clean):
+    if clean == name and fits and not reserved and not HASHED.search(clean):  # a decomposed name is changed too
         return clean
     return f"{_fit(clean, max_bytes - HASH_CHARS - 1)}~{short_hash(name)}"
 

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -30,6 +30,9 @@ from scipy.io import wavfile
 
 import daemon.pipeline
 from daemon.library import Library
+from daemon.audio.decode import file_sha256
+from daemon.naming import STORE, store_video, track_folder, video_path
+from daemon.service.ledger import render_key
 from daemon.spec import load_specs
 from daemon.style import random_style
 from tests.conftest import SR, synth, write_wav
@@ -211,12 +214,16 @@ class ServiceUnderTest:
         return json.loads(out.stdout)
 
     def renders(self) -> list[str]:
-        """Every file under renders/, relative, hidden ones included (partial files must not be there)."""
+        """Every file under renders/, relative, hidden ones included (partial files must not be there), but
+        not the store of kept renders (renders/.store/, published by hard links)."""
         base = self.root / "renders"
-        return sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file()) if base.exists() else []
+        return sorted(str(p.relative_to(base)) for p in base.rglob("*")
+                      if p.is_file() and STORE not in p.relative_to(base).parts) if base.exists() else []
 
     def partials(self) -> list[str]:
-        return [p for p in self.renders() if ".partial" in p or p.endswith(".tmp")]
+        base = self.root / "renders"
+        every = [str(p.relative_to(base)) for p in base.rglob("*")] if base.exists() else []
+        return [p for p in every if ".partial" in p or p.endswith(".tmp")]
 
 
 @pytest.fixture
@@ -240,7 +247,9 @@ def all_done(svc: ServiceUnderTest, count: int) -> Callable[[], bool]:
 def test_three_tracks_and_two_specs_give_six_videos_exactly_once(service: ServiceUnderTest) -> None:
     service.spec("neon")
     service.spec("calm")
-    names = {"one.wav": "one", "two two.flac.wav": "two-two.flac", "-odd 'name' ü\nline.wav": "odd-name-u-line"}
+    names = {n: str(track_folder(PurePosixPath(n))) for n in ("one.wav", "two two.flac.wav", "-odd 'name' ü\nline.wav")}
+    assert names["two two.flac.wav"] == "two two.flac.wav" and names["-odd 'name' ü\nline.wav"].startswith(
+        "-odd 'name' ü_line.wav~")
     for i, name in enumerate(names):
         service.track(name, seed=i)
     service.start()
@@ -294,7 +303,7 @@ def test_a_file_written_slowly_is_not_picked_up_before_it_settles(service: Servi
             f.flush()
             time.sleep(0.4)
     finished = time.time()
-    service.wait(lambda: "slow/neon.mp4" in service.renders() and service.states()
+    service.wait(lambda: "slow.wav/neon.mp4" in service.renders() and service.states()
                  and not {"queued", "running"} & set(service.states()), timeout=60, what="the slow file's render")
     assert service.states() == ["done"], "a half-written file was picked up (and failed)"
 
@@ -302,7 +311,7 @@ def test_a_file_written_slowly_is_not_picked_up_before_it_settles(service: Servi
     assert len(seen) == 1, "hashed exactly once: only the complete file was ever picked up"
     picked = datetime.fromisoformat(seen[0]["timestamp"].replace("Z", "+00:00")).timestamp()
     assert picked >= finished + 0.9  # the last write was at finished - 0.4; settle_s is 1.5
-    assert report(service, "slow/neon.json")["track"]["duration_s"] == pytest.approx(2.0, abs=0.05)
+    assert report(service, "slow.wav/neon.json")["track"]["duration_s"] == pytest.approx(2.0, abs=0.05)
     assert len(service.jobs()) == 1
 
 
@@ -316,12 +325,12 @@ def test_a_corrupt_file_gets_a_failure_report_and_the_rest_completes(service: Se
     service.wait(lambda: service.states() == ["bad_input", "done"], timeout=90, what="good done, corrupt bad input")
 
     files = service.renders()
-    assert "good/neon.mp4" in files and "corrupt/neon.mp4" not in files
-    failure = report(service, "corrupt/neon.error.json")
+    assert "good.wav/neon.mp4" in files and "corrupt.wav/neon.mp4" not in files
+    failure = report(service, "corrupt.wav/neon.error.json")
     assert failure["ok"] is False and failure["stage"] == "render"
     assert failure["error"]["type"] == "AudioError" and failure["error"]["transient"] is False
     assert failure["track"].endswith("corrupt.wav") and failure["job"]["state"] == "bad_input"
-    refused = report(service, "_inbox/escape.error.json")
+    refused = report(service, "_inbox/escape.wav.error.json")
     assert "leads out of the watched folder" in refused["error"]["message"]
 
     status = service.status()
@@ -333,7 +342,7 @@ def test_a_corrupt_file_gets_a_failure_report_and_the_rest_completes(service: Se
     write_wav(service.root / "fixed.wav", synth(1.5, seed=9))
     os.replace(service.root / "fixed.wav", service.root / "inbox" / "corrupt.wav")
     service.wait(lambda: service.states() == ["bad_input", "done", "done"], timeout=60, what="the fixed file")
-    service.wait(lambda: "corrupt/neon.error.json" not in service.renders(), timeout=10, what="stale report gone")
+    service.wait(lambda: "corrupt.wav/neon.error.json" not in service.renders(), timeout=10, what="stale report gone")
     assert service.stop()[0] == 0
 
 
@@ -353,9 +362,9 @@ def test_sigkill_during_a_render_then_restart_completes_without_partial_or_dupli
     service.wait(lambda: not service.partials(), timeout=20, what="scratch files of the killed run removed")
     assert service.events("job.recovered")
     assert not service.events("jobs.superseded"), "a restart must not set aside the jobs of known tracks"
-    assert service.renders() == sorted(f"{t}/{s}.{e}" for t in ("long", "short") for s in ("big", "small")
+    assert service.renders() == sorted(f"{t}/{s}.{e}" for t in ("long.wav", "short.wav") for s in ("big", "small")
                                        for e in ("json", "mp4"))
-    assert report(service, "long/big.json")["video"]["frames"] == 200
+    assert report(service, "long.wav/big.json")["video"]["frames"] == 200
     assert service.stop()[0] == 0
 
 
@@ -399,7 +408,7 @@ def test_sigterm_stops_cleanly_within_the_timeout_and_systemd_hears_of_it(servic
         stopped.set()
         listener.join(timeout=2)
     assert code == 0 and seconds < 10.0
-    assert not service.partials() and "long/big.mp4" not in service.renders()
+    assert not service.partials() and "long.wav/big.mp4" not in service.renders()
     [job] = service.jobs()
     assert job["state"] == "queued" and job["attempts"] == 0 and job["lease_owner"] is None
     assert service.events("job.stopped")
@@ -414,15 +423,15 @@ def test_an_edited_spec_retrains_and_rerenders(service: ServiceUnderTest) -> Non
     service.track("song.wav")
     service.start()
     service.wait(all_done(service, 1), timeout=120, what="the first version's render")
-    first = report(service, "song/neon.json")["style"]["id"]
+    first = report(service, "song.wav/neon.json")["style"]["id"]
 
     service.spec("neon", "neon shapes, but pink")
     service.wait(lambda: service.states() == ["done", "done"] and service.states("train") == ["done", "done"],
                  timeout=120, what="the edited spec's training and render")
-    second = report(service, "song/neon.json")["style"]["id"]
+    second = report(service, "song.wav/neon.json")["style"]["id"]
     assert second != first
     assert sorted(p.name for p in (service.root / "library" / "neon").iterdir() if p.is_dir()) == sorted([first, second])
-    assert [f for f in service.renders() if f.startswith("song/")] == ["song/neon.json", "song/neon.mp4"]
+    assert [f for f in service.renders() if f.startswith("song.wav/")] == ["song.wav/neon.json", "song.wav/neon.mp4"]
     status = service.status()
     assert status["counts"]["train"]["done"] == 2 and status["counts"]["render"]["done"] == 2
 
@@ -431,7 +440,7 @@ def test_an_edited_spec_retrains_and_rerenders(service: ServiceUnderTest) -> Non
     service.wait(lambda: service.states() == ["done", "done", "done"], timeout=120, what="a render after retraining")
     assert (service.root / "library" / "neon" / second / "style.json").is_file()
     assert len([e for e in service.events("job.start") if e["kind"] == "train"]) == 3
-    assert report(service, "other/neon.json")["style"]["id"] == second
+    assert report(service, "other.wav/neon.json")["style"]["id"] == second
     assert service.stop()[0] == 0
 
 
@@ -444,7 +453,7 @@ def test_a_spec_with_a_syntax_error_is_reported_and_its_previous_version_keeps_s
     service.wait(all_done(service, 1), timeout=90, what="the first render")
 
     spec.write_text(spec.read_text() + "\n[[[ a syntax error\n")
-    error_report = service.root / "renders" / "_specs" / "neon.error.json"
+    error_report = service.root / "renders" / "_specs" / "neon.toml.error.json"
     service.wait(error_report.is_file, timeout=30, what="the spec's error report")
     failure = json.loads(error_report.read_text())
     assert failure["error"]["type"] == "SpecError" and "not valid TOML" in failure["error"]["message"]
@@ -454,11 +463,94 @@ def test_a_spec_with_a_syntax_error_is_reported_and_its_previous_version_keeps_s
 
     service.track("second.wav", seed=5)
     service.wait(all_done(service, 2), timeout=60, what="the second track, rendered with the previous version")
-    assert report(service, "second/neon.json")["style"]["id"] == good_id
+    assert report(service, "second.wav/neon.json")["style"]["id"] == good_id
 
     new_id = load_specs(service.spec("neon", "neon shapes, fixed", trained=True, seed=4))[0].style_id
     service.wait(lambda: not error_report.exists(), timeout=30, what="the error report to go away")
     service.wait(lambda: sorted(j["style_id"] for j in service.jobs() if j["state"] == "done").count(new_id) == 2,
                  timeout=60, what="both tracks re-rendered with the fixed spec")
     assert not service.status()["problems"]
+    assert service.stop()[0] == 0
+
+
+# ── identity: names, "current" videos, stable style names (issue 9) ─────────────────────────────────────
+
+def published(svc: ServiceUnderTest, track: str, style: str) -> Path:
+    return video_path(svc.root / "renders", track_folder(PurePosixPath(track)), style)
+
+
+def assert_current(svc: ServiceUnderTest, track: str, style: str) -> dict[str, Any]:
+    """The pair's video and report exist, and the report describes the file now at the track's path."""
+    video = published(svc, track, style)
+    r = json.loads(video.with_suffix(".json").read_text())
+    assert r["track"]["path"] == str(svc.root / "inbox" / track) and r["video"]["path"] == str(video)
+    assert r["track"]["sha256"] == file_sha256(svc.root / "inbox" / track), f"{video} is stale"
+    assert video.is_file() and r["video"]["bytes"] == video.stat().st_size
+    return r
+
+
+def test_a_burst_of_colliding_and_non_ascii_names_gets_one_video_each(service: ServiceUnderTest) -> None:
+    service.spec("tiny", trained=True)
+    service.spec("tiny.error", trained=True, seed=1)  # its files must never be taken for tiny's error report
+    names = ["x.wav", "x.flac", "sub/song.wav", "sub-song.wav", 'Björk – "Jóga".wav', "ネオン's track.wav",
+             "Bjo\u0308rk.wav", "Björk.wav", "_specs", "_inbox.wav", "a?b.wav", "a_b.wav",
+             "deep/er/" + "ü" * 120 + ".wav"]
+    for i, name in enumerate(names):
+        (service.root / "inbox" / name).parent.mkdir(parents=True, exist_ok=True)
+        service.track(name, seed=i)
+    service.start()
+    service.wait(all_done(service, 2 * len(names)), timeout=300, what="every track × style rendered")
+
+    videos = {published(service, n, s) for n in names for s in ("tiny", "tiny.error")}
+    assert len(videos) == 2 * len(names), "two pairs share a video"
+    for name in names:
+        for style in ("tiny", "tiny.error"):
+            assert_current(service, name, style)
+    assert len({v.stat().st_ino for v in videos}) == len(videos), "each pair shows its own render"
+    assert not [f for f in service.renders() if f.endswith(".error.json")]
+    assert not (service.root / "renders" / "_specs").exists() and not (service.root / "renders" / "_inbox").exists()
+    assert sum(f.endswith(".mp4") for f in service.renders()) == 2 * len(names)
+    assert service.stop()[0] == 0
+
+
+def test_reverts_publish_the_current_version_again_without_rendering_it_again(service: ServiceUnderTest) -> None:
+    settings = {"width": 64, "height": 36, "fps": 10}
+    v1 = load_specs(service.spec("neon", "version one", trained=True))[0].style_id
+    song = service.track("song.wav", seed=1)
+    content_a = file_sha256(song)
+    service.start()
+    service.wait(all_done(service, 1), timeout=90, what="content A rendered")
+    video = published(service, "song.wav", "neon")
+
+    def shows(sha: str, style_id: str) -> Callable[[], bool]:
+        stored = store_video(service.root / "renders", render_key(sha, style_id, settings))
+        return lambda: (video.is_file() and stored.is_file() and video.stat().st_ino == stored.stat().st_ino
+                        and json.loads(video.with_suffix(".json").read_text())["track"]["sha256"] == sha)
+
+    service.track("song.wav", seed=2)  # content B
+    content_b = file_sha256(song)
+    service.wait(shows(content_b, v1), timeout=90, what="content B published")
+    service.track("song.wav", seed=1)  # back to A: its kept render is published again
+    service.wait(shows(content_a, v1), timeout=60, what="content A published again")
+    assert_current(service, "song.wav", "neon")
+
+    v2 = load_specs(service.spec("neon", "version two", trained=True, seed=3))[0].style_id
+    service.wait(shows(content_a, v2), timeout=90, what="spec v2 published")
+    assert load_specs(service.spec("neon", "version one", trained=True))[0].style_id == v1
+    service.wait(shows(content_a, v1), timeout=60, what="spec v1 published again")
+    renders_started = len([e for e in service.events("job.start") if e["kind"] == "render"])
+    assert renders_started == 3, "A×v1, B×v1, A×v2: a revert renders nothing again"
+
+    # a newcomer claiming the name is refused: nothing of it is trained, rendered or published
+    intruder = service.root / "specs" / "aaa.toml"
+    intruder.write_text('name = "neon"\n' + SPEC.format(prompt="intruder", width=64, height=36, fps=10))
+    error = service.root / "renders" / "_specs" / "aaa.toml.error.json"
+    service.wait(error.is_file, timeout=30, what="the intruder's error report")
+    assert "already belongs to" in json.loads(error.read_text())["error"]["message"]
+    time.sleep(2.5)  # a rescan later: still nothing of it
+    assert service.states("train") == [] and shows(content_a, v1)()
+    intruder.unlink()
+    service.wait(lambda: not error.exists(), timeout=30, what="the report to go once the intruder is gone")
+    assert shows(content_a, v1)() and service.states("train") == []
+    assert len([e for e in service.events("job.start") if e["kind"] == "render"]) == 3
     assert service.stop()[0] == 0

@@ -480,3 +480,29 @@ def test_a_backlog_behind_a_failed_training_does_not_hide_runnable_jobs(tmp_path
     job = ledger.claim(owner="h:1", lease_s=60, ready=lambda j: True)
     assert job is not None and job.style_id == "s2"
     assert ledger.claim(owner="h:1", lease_s=60, ready=lambda j: True) is None
+
+
+def test_the_first_spec_to_claim_a_name_keeps_it_whatever_the_path_order(tmp_path: Path) -> None:
+    """Defect 3: a newcomer declaring an existing style's name used to win by alphabetical path."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    ledger = Ledger(tmp_path / "state" / "ledger.sqlite3")
+
+    def catalog_now() -> SpecCatalog:
+        catalog = SpecCatalog(ledger=ledger, limits=Limits(), renders=tmp_path / "renders", problems=ProblemBook(ledger))
+        catalog.refresh(SettleTracker(settle_s=0.0).scan(specs, include=lambda r: r.suffix == ".toml"))
+        return catalog
+
+    (specs / "zz.toml").write_text(SPEC.format(prompt="the original", extra='name = "neon"'))
+    catalog = catalog_now()
+    original = catalog.styles()[0].style_id
+    (specs / "aa.toml").write_text(SPEC.format(prompt="the newcomer", extra='name = "neon"'))
+    catalog.refresh(SettleTracker(settle_s=0.0).scan(specs, include=lambda r: r.suffix == ".toml"))
+    assert [s.style_id for s in catalog.styles()] == [original]
+    report = tmp_path / "renders" / "_specs" / "aa.toml.error.json"
+    assert "style name 'neon' already belongs to" in report.read_text() and "zz.toml" in report.read_text()
+    assert [s.style_id for s in catalog_now().styles()] == [original], "…and after a restart"
+
+    (specs / "zz.toml").unlink()  # the owner gives the name up: the newcomer may have it now
+    newcomer = catalog_now().styles()
+    assert [s.source.name for s in newcomer if s.source] == ["aa.toml"] and not report.exists()
