@@ -44,7 +44,15 @@ class Library:
         self.root = Path(root)
 
     def folder_for(self, name: str, style_id: str) -> Path:
-        return self.root / safe_name(name) / style_id
+        """library/<name>/<id>/, the name kept readable by daemon.naming's rule (Unicode too: safe_name
+        folded every non-ASCII name into `unnamed/`); a version saved under the old folder is found there."""
+        from daemon.naming import MAX_STYLE_BYTES, component
+
+        folder = self.root / component(name, max_bytes=MAX_STYLE_BYTES) / style_id
+        legacy = self.root / safe_name(name) / style_id
+        if legacy != folder and not (folder / STYLE_FILE).is_file() and _style_name(legacy) == name:
+            return legacy
+        return folder
 
     def entries(self) -> list[StyleEntry]:
         """Every version of every style, newest first within a name."""
@@ -63,7 +71,8 @@ class Library:
         return found
 
     def versions(self, name: str) -> list[StyleEntry]:
-        return [e for e in self.entries() if e.name == name or e.folder.parent.name == safe_name(name)]
+        """Every version of the style `name` (or of every style in the library folder called `name`)."""
+        return [e for e in self.entries() if e.name == name or e.folder.parent.name == name]
 
     def newest(self, name: str) -> StyleEntry | None:
         versions = self.versions(name)
@@ -104,6 +113,13 @@ class Library:
                              hint=f"train it with `afx train specs/{name}.toml`"
                                   + (f"; known styles: {', '.join(known)}" if known else ""))
         return Style.load(entry.folder)
+
+
+def _style_name(folder: Path) -> str | None:
+    try:
+        return str(json.loads((folder / STYLE_FILE).read_text())["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def resolve_style(ref: str, *, library: Library) -> Style:

@@ -256,3 +256,24 @@ def test_a_state_folder_of_the_previous_afx_keeps_its_styles_and_videos(tmp_path
         assert json.loads(video.with_suffix(".json").read_text())["video"]["path"] == str(video)
     finally:
         service.shutdown()
+
+
+def test_library_folders_keep_unicode_names_apart_and_find_old_ones(tmp_path: Path) -> None:
+    """safe_name put every non-ASCII style in library/unnamed/, where `--style ネオン` could load カーム."""
+    from daemon.library import Library
+    from daemon.style import random_style
+
+    library = Library(tmp_path)
+    for seed, name in enumerate(["ネオン", "カーム"]):
+        style = random_style(seed)
+        style.name, style.style_id = name, f"id{seed}"
+        style.save(library.folder_for(name, style.style_id))
+    assert library.folder_for("ネオン", "id0") == tmp_path / "ネオン" / "id0"
+    assert [e.style_id for e in library.versions("ネオン")] == ["id0"]
+    assert library.load("カーム").style_id == "id1"
+
+    old = random_style(5)  # a version saved by an earlier afx, under library/unnamed/
+    old.name, old.style_id = "ネオン", "old"
+    old.save(tmp_path / "unnamed" / "old")
+    assert library.has("ネオン", "old") and library.load("ネオン", "old").style_id == "old"
+    assert not library.has("カーム", "old")

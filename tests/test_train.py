@@ -145,7 +145,7 @@ def test_library_folder_and_mood_board(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("AFX_CONFIG", raising=False)
     path = spec_file(tmp_path / "specs", "board <test>")
     assert main(["train", str(path), "--offline"]) == 0
-    folder = next((tmp_path / "library").glob("board-test/*"))
+    folder = next((tmp_path / "library").glob("board _test_~*/*"))  # `<`, `>` are unsafe on shares: hashed
     assert {"style.json", "weights.safetensors", "training.json", "preview.png", "curve.png"} <= {
         p.name for p in folder.iterdir()}
     training = json.loads((folder / "training.json").read_text())
