@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from daemon.atomic import atomic_write_text
+from daemon.atomic import atomic_path, atomic_write_text
 from daemon.report import write_json_atomic
 
 PAGE_CSS = """
@@ -98,7 +98,8 @@ def contact_sheet(items: Sequence[tuple[Path, str]], path: Path, *, width: int =
     for tile in tiles:
         sheet.paste(tile, (0, y))
         y += tile.height
-    sheet.save(path)
+    with atomic_path(path) as tmp:
+        sheet.save(tmp)
     return path
 
 

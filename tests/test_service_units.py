@@ -502,6 +502,8 @@ def test_the_first_spec_to_claim_a_name_keeps_it_whatever_the_path_order(tmp_pat
     report = tmp_path / "renders" / "_specs" / "aa.toml.error.json"
     assert "style name 'neon' already belongs to" in report.read_text() and "zz.toml" in report.read_text()
     assert [s.style_id for s in catalog_now().styles()] == [original], "…and after a restart"
+    unmounted = SpecCatalog(ledger=ledger, limits=Limits(), renders=tmp_path / "renders", problems=ProblemBook(ledger))
+    assert [s.style_id for s in unmounted.styles()] == [original], "…even before the specs folder is read"
 
     (specs / "zz.toml").unlink()  # the owner gives the name up: the newcomer may have it now
     newcomer = catalog_now().styles()

@@ -323,8 +323,12 @@ class Ledger:
             conn.executemany("DELETE FROM name_claims WHERE name = ? AND spec_path = ?", list(known - claims))
             conn.executemany("INSERT OR IGNORE INTO name_claims (name, spec_path, first_seen) VALUES (?, ?, ?)",
                              [(n, p, now) for n, p in sorted(claims - known)])
-            rows = conn.execute("SELECT name, spec_path FROM name_claims ORDER BY first_seen DESC, spec_path DESC")
-            return {r["name"]: r["spec_path"] for r in rows}
+        return self.recorded_name_owners()
+
+    def recorded_name_owners(self) -> dict[str, str]:
+        """Each style name's owner as last recorded (see name_owners)."""
+        rows = self.query("SELECT name, spec_path FROM name_claims ORDER BY first_seen DESC, spec_path DESC")
+        return {r["name"]: r["spec_path"] for r in rows}
 
     def rekey_styles(self, mapping: dict[str, str]) -> int:
         """Give styles new ids ({old: new}, an upgrade of the id form): their rows and their jobs' keys

@@ -121,8 +121,12 @@ class SpecCatalog:
     errors: dict[str, tuple[BaseException, Path, dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        """Start from the ledger's current versions, so a spec broken while we were down still serves."""
+        """Start from the ledger's current versions, so a spec broken while we were down still serves —
+        except a newcomer held back from a taken name, even before the specs folder can be read."""
+        owners = self.ledger.recorded_name_owners()
         for row in self.ledger.current_styles():
+            if owners.get(row["name"], row["spec_path"]) != row["spec_path"]:
+                continue
             try:
                 spec = spec_from_dict(json.loads(row["spec_json"]), limits=self.limits)
             except Exception as e:  # noqa: BLE001 — a stored version this afx cannot rebuild is skipped, never fatal
