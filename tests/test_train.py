@@ -169,10 +169,11 @@ def test_trained_style_renders_with_its_training_encoding(tmp_path, monkeypatch,
     spec = load_spec(path)
     style = Library(tmp_path / "library").load("enc")
     assert (style.encoder, style.network, style.features.sets) == (spec.encoder, spec.network, spec.audio.features)
-    audio = make_wav("song.wav", 1.5)
+    audio = make_wav("inbox/song.wav", 1.5)
     capsys.readouterr()
-    assert main(["render", str(audio), "--style", "enc", "--size", "64x36", "--fps", "10"]) == 0
-    report = json.loads((tmp_path / "renders" / "song" / "enc.json").read_text())
+    assert main(["render", str(audio), "--style", "enc"]) == 0  # the style's own 64x36 at 10 fps: no tag
+    report = json.loads((tmp_path / "renders" / "song.wav" / "enc.json").read_text())
+    assert (report["video"]["width"], report["video"]["height"], report["video"]["fps"]) == (64, 36, 10)
     assert report["style"]["trained"] is True and report["style"]["id"] == spec.style_id
     assert report["style"]["clip_model"] == "afx-tiny" and report["style"]["trained_guidance"] is False
 

@@ -22,13 +22,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from daemon.atomic import SCRATCH_MARK, scratch_pid
+from daemon.atomic import SCRATCH_MARK, atomic_link, scratch_pid
 from daemon.audio.decode import file_sha256
 from daemon.config import ServiceConfig, load_config
 from daemon.errors import AfxError, AudioError, ConfigError, LedgerError
 from daemon.library import Library
 from daemon.logs import configure_logging, get_logger
-from daemon.atomic import atomic_link
 from daemon.naming import error_report_path, report_path, store_video
 from daemon.report import failure_report, now_iso, write_json_atomic
 from daemon.service.executor import Executor, LocalExecutor, Outcome, WorkItem, worker_devices
