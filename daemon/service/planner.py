@@ -29,7 +29,8 @@ from daemon.naming import (INBOX_REPORTS, SPECS_REPORTS, STYLE_REPORTS, error_re
 from daemon.report import failure_report, write_json_atomic
 from daemon.service.ledger import Ledger, NewJob, render_key, train_key
 from daemon.service.watch import ScanResult, SeenFile
-from daemon.spec import StyleSpec, default_name, glob_matches, load_specs, parse_spec  # noqa: F401 — glob_matches re-exported
+from daemon.spec import (StyleSpec, default_name, glob_matches,  # noqa: F401 — glob_matches re-exported
+                         load_specs, parse_spec)
 from daemon.tables import check_keys, nearest
 
 log = get_logger("afx.planner")
