@@ -436,6 +436,9 @@ def test_failure_policy_retries_transient_errors_with_backoff_then_gives_up(tmp_
         stored = store_video(tmp_path / "renders", job.key)  # what render_track leaves in the store
         stored.parent.mkdir(parents=True)
         stored.write_bytes(b"video")
+        stored.with_suffix(".json").write_text('{"track": null}')  # damaged: rendered again, not a loop error
+        attempt(None)
+        assert service.ledger.get(job.key).state == "queued" and not out.exists()
         stored.with_suffix(".json").write_text('{"track": {"path": "elsewhere"}, "video": {"path": "store"}}')
         attempt(None)
         assert service.ledger.get(job.key).state == "done" and not report.exists()

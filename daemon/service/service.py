@@ -422,13 +422,15 @@ class Service:
 
     def publish_video(self, publication: Publication) -> bool:
         """Hard-link the kept render to the pair's video (atomically), then write its report and record
-        the owner in the ledger. A kept render that is gone is queued to render again."""
+        the owner in the ledger. A kept render that is gone (or whose report is damaged) is queued to
+        render again."""
         stored = store_video(self.config.path("renders"), publication.key)
         try:
             report = json.loads(report_path(stored).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             report = None
-        if report is None or not stored.is_file():
+        if not (isinstance(report, dict) and isinstance(report.get("track"), dict)
+                and isinstance(report.get("video"), dict) and stored.is_file()):
             self.ledger.retry(keys=[publication.key], include_done=True)
             log.warning("render.store_missing", job=publication.key[:16], video=str(publication.video),
                         reason="its kept render is gone; rendering it again")
