@@ -439,6 +439,7 @@ def test_failure_policy_retries_transient_errors_with_backoff_then_gives_up(tmp_
         stored.with_suffix(".json").write_text('{"track": null}')  # damaged: rendered again, not a loop error
         attempt(None)
         assert service.ledger.get(job.key).state == "queued" and not out.exists()
+        assert "missing from the store" in report.read_text()
         stored.with_suffix(".json").write_text('{"track": {"path": "elsewhere"}, "video": {"path": "store"}}')
         attempt(None)
         assert service.ledger.get(job.key).state == "done" and not report.exists()

@@ -18,14 +18,14 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from daemon.atomic import SCRATCH_MARK, atomic_link, scratch_pid
 from daemon.audio.decode import file_sha256
 from daemon.config import ServiceConfig, load_config
-from daemon.errors import AfxError, AudioError, ConfigError, LedgerError
+from daemon.errors import AfxError, AudioError, ConfigError, LedgerError, RenderError
 from daemon.library import Library
 from daemon.logs import configure_logging, get_logger
 from daemon.naming import error_report_path, report_path, store_video
@@ -452,11 +452,20 @@ class Service:
         if job is None:
             return
         if outcome.status == "done":
-            self.ledger.finish(job.key, owner=self.owner, output=outcome.output)
             for path in self._report_paths(job):
                 path.unlink(missing_ok=True)  # a stale failure report from an earlier attempt
-            for publication in self.publications.get(job.key, []):
-                self.publish_video(publication)
+            for publication in self.publications.get(job.key, []):  # before "done": done means published
+                try:
+                    published = self.publish_video(publication)
+                except OSError as e:  # a full disk: the next scan publishes it (its video shows another key)
+                    log.error("render.publish_failed", job=job.key[:16], video=str(publication.video), error=str(e))
+                    continue
+                if not published:
+                    error = RenderError("the finished render is missing from the store", transient=True,
+                                        path=store_video(self.config.path("renders"), job.key))
+                    self._failed(job, replace(outcome, status="failed", error=error))
+                    return
+            self.ledger.finish(job.key, owner=self.owner, output=outcome.output)
             log.info("job.done", job=job.key[:16], kind=job.kind, what=job.label(), output=outcome.output,
                      seconds=outcome.seconds)
         elif outcome.status == "stopped":
