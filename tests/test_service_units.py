@@ -395,7 +395,7 @@ def test_failure_policy_retries_transient_errors_with_backoff_then_gives_up(tmp_
     from dataclasses import replace
 
     from daemon.config import ServiceConfig
-    from daemon.errors import AudioError, RenderError
+    from daemon.errors import AudioError, StorageError
     from daemon.service.executor import Outcome
     from daemon.service.service import Service
 
@@ -418,12 +418,12 @@ def test_failure_policy_retries_transient_errors_with_backoff_then_gives_up(tmp_
             status = "failed" if error else "done"
             service.publish(Outcome(key=job.key, status=status, error=error, output=str(out), seconds=0.1, worker="cpu"))
 
-        attempt(RenderError("disk full", transient=True))
+        attempt(StorageError("disk full"))
         row = service.ledger.get(job.key)
         assert row.state == "queued" and row.attempts == 1
         assert row.not_before == pytest.approx(row.started + 10.0, abs=5.0)  # retry_backoff_s × 2^0
         assert '"state": "queued"' in report.read_text()
-        attempt(RenderError("disk full", transient=True))
+        attempt(StorageError("disk full"))
         assert service.ledger.get(job.key).state == "failed"
         assert '"state": "failed"' in report.read_text()
         service.ledger.retry(keys=[job.key])

@@ -227,7 +227,7 @@ def read_sidecar(path: Path) -> list[str]:
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"not valid TOML: {e}", path=path, hint="fix the syntax at that line") from e
     except (OSError, UnicodeDecodeError) as e:
-        raise SpecError(f"cannot read the sidecar ({e})", path=path, transient=True) from e
+        raise SpecError(f"cannot read the sidecar ({e})", path=path) from e
     check_keys(table, ["styles"], error=SpecError, path=path, prefix="")
     styles = table.get("styles", [])
     if not isinstance(styles, list) or not all(isinstance(s, str) for s in styles):
