@@ -22,7 +22,7 @@ from daemon.audio.decode import ANALYSIS_RATE, AudioLimits, Track, decode_audio
 from daemon.audio.embeddings import EmbeddingPlan, TrackEmbeddings, embedding_sets, plan_for_style
 from daemon.audio.features import FeatureTimeline, extract_features
 from daemon.encode import EncodeSettings, VideoWriter, verify_video
-from daemon.errors import RenderError
+from daemon.errors import AfxError, RenderError, TrackRemoved, storage_errors
 from daemon.metrics import TemporalMetrics
 from daemon.render import RenderSettings, render_frames, resolve_device
 from daemon.report import REPORT_SCHEMA, now_iso, versions, write_json_atomic
@@ -65,8 +65,10 @@ def default_output(audio_path: Path, style: Style, renders: Path) -> Path:
     return renders / safe_name(Path(audio_path).stem) / f"{safe_name(style.name)}.mp4"
 
 
-def check_writable(folder: Path) -> None:
-    """Create `folder` if needed and fail early, clearly, when it cannot be written."""
+def check_writable(folder: Path) -> list[Path]:
+    """Create `folder` if needed and fail early, clearly, when it cannot be written; returns the folders it
+    created (outermost first), for `remove_empty` to take back when the render fails."""
+    created = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -75,6 +77,35 @@ def check_writable(folder: Path) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise RenderError("the output folder is not writable", path=folder,
                           hint="choose another output with -o, or fix the folder's permissions")
+    return created
+
+
+def remove_empty(folders: Sequence[Path]) -> None:
+    """Take back folders a failed render created, innermost first, where they are still empty."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (another render's files), or gone
+
+
+def track_state(path: Path) -> tuple[int, int] | None:
+    """(size, mtime) of the track's file, None when it is gone: a render publishes only if this held still."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def check_track_unchanged(path: Path, before: tuple[int, int] | None) -> None:
+    now = track_state(path)
+    if now is None:
+        raise TrackRemoved("track removed while it was being rendered", path=path,
+                           hint="put it back: it is rendered when it returns")
+    if now != before:
+        raise TrackRemoved("the track changed while it was being rendered (a copy still in progress?)",
+                           path=path, hint="nothing to do: its new content is rendered once it settles")
 
 
 def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, out_path: Path,
@@ -84,22 +115,34 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
     started = time.perf_counter()
     settings.validate()
     out_path = Path(out_path)
-    check_writable(out_path.parent)
-    device = resolve_device(settings.device)
-    track, timeline, _ = track_features(Path(audio_path), style.features.sets, fps=settings.fps, ctx=ctx,
-                                        plan=plan_for_style(style))
-    features_s = time.perf_counter() - started
-
+    if out_path.suffix.lower() != ".mp4":
+        raise RenderError(f"afx writes MP4 videos (H.264 + AAC); '{out_path.name}' does not end in .mp4",
+                          path=out_path, hint=f"use -o {out_path.with_suffix('.mp4').name}")
+    taken = track_state(Path(audio_path))
+    created = check_writable(out_path.parent)
     scratch = out_path.with_name(f".{out_path.stem}.partial-{os.getpid()}.mp4")
-    render_started = time.perf_counter()
     try:
-        metrics = encode_video(style, timeline, settings, audio_path=Path(audio_path), scratch=scratch,
-                               device=device, encode=encode, on_progress=on_progress)
-        probe = verify_video(scratch, width=settings.width, height=settings.height, fps=settings.fps,
-                             frames=timeline.n_frames)
-        os.replace(scratch, out_path)
-    except BaseException:
+        device = resolve_device(settings.device)
+        track, timeline, _ = track_features(Path(audio_path), style.features.sets, fps=settings.fps, ctx=ctx,
+                                            plan=plan_for_style(style))
+        features_s = time.perf_counter() - started
+        render_started = time.perf_counter()
+        with storage_errors(out_path, "publishing the video"):
+            metrics = encode_video(style, timeline, settings, audio_path=Path(audio_path), scratch=scratch,
+                                   device=device, encode=encode, on_progress=on_progress)
+            probe = verify_video(scratch, width=settings.width, height=settings.height, fps=settings.fps,
+                                 frames=timeline.n_frames)
+            check_track_unchanged(Path(audio_path), taken)
+            os.replace(scratch, out_path)
+    except BaseException as e:
         scratch.unlink(missing_ok=True)
+        remove_empty(created)
+        if isinstance(e, (AfxError, OSError)) and not isinstance(e, TrackRemoved) \
+                and track_state(Path(audio_path)) != taken:
+            try:
+                check_track_unchanged(Path(audio_path), taken)
+            except TrackRemoved as removed:
+                raise removed from e  # the track went away: not ffmpeg's fault, nor the content's
         raise
     render_s = time.perf_counter() - render_started
     total_s = time.perf_counter() - started
@@ -121,7 +164,8 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
         "versions": versions(),
         **(extra_report or {}),
     }
-    write_json_atomic(out_path.with_suffix(".json"), report)
+    with storage_errors(out_path, "writing the report"):
+        write_json_atomic(out_path.with_suffix(".json"), report)
     return report
 
 
