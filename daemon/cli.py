@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,9 +66,10 @@ def cmd_render(args: argparse.Namespace, config: ServiceConfig) -> int:
     from daemon.pipeline import default_output, render_track
     from daemon.render import RenderSettings
 
-    style = resolve_style(args.style, library=Library(config.path("library")))
     width, height = args.size
     settings = RenderSettings(width=width, height=height, fps=args.fps, device=args.device or config.device)
+    _check_flags(settings)
+    style = resolve_style(args.style, library=Library(config.path("library")))
     out = Path(args.output) if args.output else default_output(Path(args.audio), style, config.path("renders"))
     update, close = _progress(f"render {Path(args.audio).name}", "frame")
     try:
@@ -79,6 +82,17 @@ def cmd_render(args: argparse.Namespace, config: ServiceConfig) -> int:
           f"({t['realtime_factor']:.2f}x real time, {report['device']}), temporal SSIM {m['temporal_ssim_mean']}, "
           f"audio reactivity {m['audio_reactivity']} → {out}")
     return 0
+
+
+def _check_flags(settings: Any) -> None:
+    """RenderSettings' errors name spec keys ([render.width]); here the values came from --size and --fps."""
+    from daemon.errors import RenderError
+
+    try:
+        settings.validate()
+    except RenderError as e:
+        flag = "--fps" if e.key == "render.fps" else "--size"
+        raise RenderError(e.message, key=flag, hint="e.g. --size 1280x720 --fps 30") from e
 
 
 def cmd_features(args: argparse.Namespace, config: ServiceConfig) -> int:
@@ -386,6 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(level="debug" if args.verbose else "info")
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM unwinds like Ctrl-C, so a command's cleanup (a render's scratch file) runs; `afx run`
+        # installs its own handlers
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         config = load_config(args.config)
         apply_environment(config)
@@ -401,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `afx status | head`: the reader left; nothing more to say
         sys.stderr.close()
         return 0
+
+
+def _terminated(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
