@@ -23,11 +23,11 @@ from typing import Any
 
 from daemon.audio.decode import file_sha256
 from daemon.config import ServiceConfig, load_config
-from daemon.errors import AfxError, AudioError, ConfigError, LedgerError
+from daemon.errors import AfxError, AudioError, ConfigError, JobCrashed, LedgerError, TrackRemoved
 from daemon.library import Library
 from daemon.logs import configure_logging, get_logger
 from daemon.report import failure_report, write_json_atomic
-from daemon.service.executor import Executor, LocalExecutor, Outcome, WorkItem, worker_devices
+from daemon.service.executor import Executor, Outcome, WorkItem, make_executor, worker_devices
 from daemon.service.ledger import Job, Ledger
 from daemon.service.notify import Notifier
 from daemon.service.planner import Plan, Planner, ProblemBook, SpecCatalog, error_report_path, style_report_path
@@ -151,9 +151,13 @@ class Service:
         self._lock(config.path("state") / LOCK_FILE)
         self.ledger = Ledger(ledger_path(config))
         for key in self.ledger.recover(host=HOST, alive=pid_alive):
-            log.warning("job.recovered", job=key, reason="its service stopped without finishing it")
+            progressed = self._progressed(key)
+            if progressed:
+                self.ledger.forgive(key)  # the service's death is not this job's fault: it was advancing
+            log.warning("job.recovered", job=key, reason="its service stopped without finishing it",
+                        progressed=progressed)
         self.devices = worker_devices(config)
-        self.executor: Executor = LocalExecutor(self.devices, wake=self.waker.poke)
+        self.executor: Executor = make_executor(config, self.devices, wake=self.waker.poke)
         self.problems = ProblemBook(self.ledger)
         self.folders = self._folders(config)
         self.folders.watcher.start()
@@ -163,6 +167,20 @@ class Service:
                  inbox=str(config.path("inbox")), specs=str(config.path("specs")),
                  renders=str(config.path("renders")), library=str(config.path("library")),
                  ledger=str(self.ledger.path), workers=self.devices, notify=self.notifier.enabled)
+
+    def _progressed(self, key: str) -> bool:
+        """Whether a job its service died under had made lasting progress: a training whose checkpoint was
+        written during that attempt (a render starts over, so it never has)."""
+        job = self.ledger.get(key)
+        if job is None or job.kind != "train" or job.started is None:
+            return False
+        from daemon.train import CHECKPOINT_FILE
+
+        checkpoint = self.config.path("state") / "checkpoints" / job.style_id / CHECKPOINT_FILE
+        try:
+            return checkpoint.stat().st_mtime > job.started
+        except OSError:
+            return False
 
     def _folders(self, config: ServiceConfig) -> Scanning:
         library = Library(config.path("library"))
@@ -217,6 +235,9 @@ class Service:
             left = self.executor.running()
             while left and time.monotonic() < deadline and not self.flags.force:  # a second signal: at once
                 left = self.executor.shutdown(timeout=0.2)
+            if left and hasattr(self.executor, "kill"):
+                self.executor.kill()  # jobs in child processes: end them, they are requeued below
+                left = self.executor.shutdown(timeout=5.0)
             self.collect()
             for key in left:
                 self.ledger.release(key, owner=self.owner)
@@ -334,17 +355,18 @@ class Service:
         idle = self.executor.idle()
         while idle and self.flags.stop is None:
             slot = idle[0]
-            device = slot.split("#")[0]
+            device = slot.device
             job = self.ledger.claim(owner=self.owner, lease_s=self.config.lease_s, ready=self._ready, worker=device)
             if job is None:
                 return
             if job.attempts > self.config.retries + 1:
-                # started this often without ever ending: it takes the whole service down (out of memory?)
-                error = AfxError(f"the service stopped {job.attempts - 1} times while running this job",
-                                 hint="look for a crash or the out-of-memory killer in the journal; "
-                                      "`afx retry` requeues it", transient=True)
+                # started this often without ever ending or progressing (see `start`): it takes the whole
+                # service down
+                error = JobCrashed(f"the service stopped {job.attempts - 1} times while running this job",
+                                   hint="look for a crash or the out-of-memory killer in the journal; "
+                                        "`afx retry` requeues it")
                 self._failed(job, Outcome(key=job.key, status="failed", error=error, output=None, seconds=0.0,
-                                          worker=slot))
+                                          worker=slot.name))
                 continue
             idle.pop(0)
             try:
@@ -422,12 +444,19 @@ class Service:
 
     def _failed(self, job: Job, outcome: Outcome) -> None:
         error = outcome.error or RuntimeError("unknown failure")
-        if job.kind == "render" and isinstance(error, AudioError) and self._track_path(job) is None:
-            # the file went away while queued: not the content's fault; wait for it to come back
-            self.ledger.release(job.key, owner=self.owner, not_before=time.time() + self.config.rescan_s)
-            log.warning("job.track_missing", job=job.key[:16], what=job.label())
+        if job.kind == "render" and (isinstance(error, TrackRemoved)
+                                     or isinstance(error, AudioError) and self._track_path(job) is None):
+            # the file went away (or changed) while queued or rendering: not the content's fault; the job
+            # waits for it to come back (a changed track is new content: its own job renders it)
+            removed = error if isinstance(error, TrackRemoved) else TrackRemoved(
+                "track removed before it was rendered", path=job.track_path,
+                hint="put it back: it is rendered when it returns")
+            self.ledger.release(job.key, owner=self.owner, not_before=time.time() + self.config.rescan_s,
+                                error={**removed.to_dict(), "summary": removed.user_line(),
+                                       "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            log.warning("job.track_removed", job=job.key[:16], what=job.label(), error=removed.user_line())
             return
-        transient = error.transient if isinstance(error, AfxError) else True
+        transient = error.transient if isinstance(error, AfxError) else True  # unclassified: internal error
         retry_at = None
         if not transient:
             state = "bad_input"
