@@ -202,6 +202,8 @@ def _train_one(spec: Any, config: ServiceConfig, *, library: Any, inbox: list[Pa
     warn = "" if style.guidance.get("trained_guidance") else " [UNTRAINED guidance model: similarity is meaningless]"
     print(f"trained {style.name} (id {style.style_id}) with {style.guidance['clip_model']}: similarity "
           f"{t['mean_similarity']}, {t['seconds']} s, {t['audio_source']} → {style.folder}{warn}")
+    for warning in t.get("warnings", []):
+        print(f"afx: warning: {warning}", file=sys.stderr)
 
 
 def _sweep_report(path: Path, variants: list[Any], library: Any, config: ServiceConfig, inbox: list[Path]) -> None:

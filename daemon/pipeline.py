@@ -208,13 +208,22 @@ PREVIEW_SIZE = (384, 216)
 def reference_paths(spec: Any, fallback: Sequence[Path]) -> list[Path]:
     """The spec's reference tracks (globs relative to its file), else `fallback` (e.g. the inbox's tracks)."""
     if spec.audio.reference_tracks:
-        base = Path(spec.source).parent if spec.source else Path.cwd()
         found: list[Path] = []
         for pattern in spec.audio.reference_tracks:
-            matches = sorted(base.glob(pattern)) if any(c in pattern for c in "*?[") else [base / pattern]
-            found.extend(m for m in matches if m.is_file())
+            found.extend(_reference_matches(spec, pattern))
         return found[:MAX_REFERENCE_TRACKS]
     return [Path(p) for p in fallback][:MAX_REFERENCE_TRACKS]
+
+
+def _reference_matches(spec: Any, pattern: str) -> list[Path]:
+    base = Path(spec.source).parent if spec.source else Path.cwd()
+    matches = sorted(base.glob(pattern)) if any(c in pattern for c in "*?[") else [base / pattern]
+    return [m for m in matches if m.is_file()]
+
+
+def missing_references(spec: Any) -> list[str]:
+    """The spec's `audio.reference_tracks` entries that name no file (a typo, a moved file)."""
+    return [p for p in spec.audio.reference_tracks if not _reference_matches(spec, p)]
 
 
 def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), reference_tracks: Sequence[Path] = (),
@@ -237,6 +246,12 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
     guide = load_guide(spec.training.clip_model, spec.training.pretrained, cache_dir=models_dir,
                        device=torch_device, allow_download=allow_download)
     paths = reference_paths(spec, reference_tracks)
+    warnings = []
+    if missing := missing_references(spec):
+        warnings.append(f"audio.reference_tracks: no file matches {', '.join(map(repr, missing))} (relative to "
+                        f"{Path(spec.source).parent if spec.source else Path.cwd()}); trained on "
+                        + ("the other reference tracks" if paths else "the synthetic audio prior"))
+        log.warning("train.reference_missing", missing=missing, found=len(paths), warning=warnings[-1])
     reductions = style_reductions(spec, paths, ctx=ctx, log=log)
     timelines = reference_timelines(paths, spec, ctx=ctx, log=log, reductions=reductions)
     log.info("train.start", clip_model=guide.clip_model, pretrained=guide.pretrained,
@@ -252,7 +267,8 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
                   guidance=guide.describe(), spec=spec.to_dict(), created=now_iso(),
                   training={"final_similarity": final, "mean_similarity": _mean(final), "seconds": round(result.seconds, 2),
                             "iterations": spec.training.iterations, "audio_source": result.audio_source,
-                            "resumed_from": result.resumed_from, "variant": spec.variant})
+                            "resumed_from": result.resumed_from, "variant": spec.variant,
+                            **({"warnings": warnings} if warnings else {})})
     folder = library.folder_for(spec.name, spec.style_id)
     style.save(folder, extras=lambda scratch: write_training_artifacts(scratch, style, result, timelines))
     clear_checkpoint(checkpoint_dir)

@@ -122,6 +122,7 @@ class Service:
         self.ready = False
         self.abandoned = False  # a job did not stop within the timeout
         self.failures: dict[str, int] = {}  # consecutive failures of each of the loop's duties
+        self.scans = 0  # full scans so far (an idle service must not rescan in a loop)
         self._lock_fd: int | None = None
 
     # ── life cycle ───────────────────────────────────────────────────────────────────────────────────────
@@ -187,7 +188,8 @@ class Service:
         catalog = SpecCatalog(ledger=self.ledger, limits=config.limits, renders=config.path("renders"),
                               problems=self.problems)
         planner = Planner(ledger=self.ledger, catalog=catalog, library=library, renders=config.path("renders"),
-                          default_styles=config.default_styles, hash_file=file_sha256)
+                          default_styles=config.default_styles, hash_file=file_sha256,
+                          limits=config.limits.audio(), on_checked=lambda: self.folders.watcher.changed())
         watcher = FolderWatcher([config.path("inbox"), config.path("specs")], polling=config.polling,
                                 rescan_s=config.rescan_s, wake=self.waker.poke)
         inbox = SettleTracker(settle_s=config.settle_s)
@@ -231,6 +233,7 @@ class Service:
             return
         try:
             self.folders.watcher.stop()
+            self.folders.planner.checks.close()
             deadline = time.monotonic() + max(1.0, self.config.stop_timeout_s - STOP_MARGIN_S)
             left = self.executor.running()
             while left and time.monotonic() < deadline and not self.flags.force:  # a second signal: at once
@@ -317,7 +320,8 @@ class Service:
             superseded = self._supersede(plan, inbox)
         self.timers.next_scan = min(t for t in (f.watcher.next_due(), specs.next_check, inbox.next_check)
                                     if t is not None)
-        counts = {"tracks": len(plan.tracks), "pending": len(inbox.pending) + len(specs.pending),
+        self.scans += 1
+        counts = {"tracks": len(plan.tracks), "pending": len(inbox.pending) + len(specs.pending) + len(plan.hashing),
                   "styles": len(f.catalog.styles()), "new_jobs": created, "superseded": superseded}
         if counts != f.last_counts or created:
             log.info("scan.done", **counts, refused=len(inbox.refused), inbox_available=inbox.available,
@@ -332,7 +336,7 @@ class Service:
         wanted = {job.key for job in plan.jobs}
         styles = {spec.style_id for spec in self.folders.catalog.styles()}
         planned = {track.sha256 for track in plan.tracks}
-        settling = {str(path) for path in inbox.pending}
+        settling = {str(path) for path in (*inbox.pending, *plan.hashing)}
 
         def stale(job: Job) -> bool:
             if job.key in wanted:
@@ -492,6 +496,7 @@ class Service:
             log.warning("config.state_unchanged", reason="a new state folder needs a restart")
             new = _with_state(new, self.config)
         self.folders.watcher.stop()
+        self.folders.planner.checks.close()
         self.config = new
         configure_logging(json_lines=new.log_json, level="info")
         self.folders = self._folders(new)
