@@ -91,6 +91,7 @@ def check_track(path: Path, limits: AudioLimits) -> StatedDuration:
     """The cheap checks, before hashing or decoding: a regular, non-empty file within the size and duration
     limits. Returns the stated duration (for the truncation check after decoding)."""
     _check_file(path, limits)
+    ffmpeg_binary("ffmpeg")  # both tools come in one package: name the one people know
     stated = stated_duration(path)
     if stated.seconds is not None and not stated.estimated and stated.seconds > limits.max_duration_s + 1.0:
         _check_duration(path, stated.seconds, limits)
