@@ -116,6 +116,9 @@ def decode_audio(path: str | Path, *, sample_rate: int = ANALYSIS_RATE,
         )
     except ffmpeg.Error as e:
         tail = _tail(e.stderr)
+        if "does not contain any stream" in tail:  # an image, a video without sound
+            raise AudioError("the file has no audio stream", path=path, stderr_tail=tail,
+                             hint="give an audio file (or a video with sound)") from e
         raise AudioError(f"ffmpeg could not decode this file ({_first_line(tail)})", path=path,
                          hint="check it plays in a media player; re-export it as FLAC, WAV, MP3 or Ogg",
                          stderr_tail=tail) from e

@@ -23,7 +23,8 @@ from typing import Any
 
 from daemon.audio.decode import file_sha256
 from daemon.config import ServiceConfig, load_config
-from daemon.errors import AfxError, AudioError, ConfigError, JobCrashed, LedgerError, TrackRemoved
+from daemon.errors import (AfxError, AudioError, ConfigError, JobCrashed, LedgerError, StorageError, TrackRemoved,
+                           storage_errors)
 from daemon.library import Library
 from daemon.logs import configure_logging, get_logger
 from daemon.report import failure_report, write_json_atomic
@@ -474,7 +475,11 @@ class Service:
             "job": {"key": job.key, "kind": job.kind, "attempts": job.attempts, "state": state,
                     "retry_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(retry_at)) if retry_at else None,
                     "style_id": job.style_id, "output": job.output}})
-        write_json_atomic(report_path, report)
+        try:
+            with storage_errors(report_path, "writing the failure report"):
+                write_json_atomic(report_path, report)
+        except (StorageError, OSError) as e:  # a full disk must not lose the job's state: the ledger comes first
+            log.warning("report.unwritable", report=str(report_path), error=str(e))
         self.ledger.fail(job.key, owner=self.owner, state=state, not_before=retry_at or 0.0,
                          error={**report["error"], "report": str(report_path), "time": report["time"]})
         log.error("job.failed", job=job.key[:16], kind=job.kind, what=job.label(), state=state,
