@@ -9,6 +9,7 @@ The CLI and the service call these functions; they never chain stages themselves
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -120,7 +121,8 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
                           path=out_path, hint=f"use -o {out_path.with_suffix('.mp4').name}")
     taken = track_state(Path(audio_path))
     created = check_writable(out_path.parent)
-    scratch = out_path.with_name(f".{out_path.stem}.partial-{os.getpid()}.mp4")
+    # the owner (host and pid) is in the name: sweep_scratch removes it once that process is gone
+    scratch = out_path.with_name(f".{out_path.stem}.partial-{socket.gethostname()}-{os.getpid()}.mp4")
     try:
         device = resolve_device(settings.device)
         track, timeline, _ = track_features(Path(audio_path), style.features.sets, fps=settings.fps, ctx=ctx,

@@ -434,3 +434,21 @@ def test_a_missing_reference_track_is_a_warning_in_the_training_summary(tmp_path
     assert len(warnings) == 1 and "'missing.flac'" in warnings[0] and "synthetic audio prior" in warnings[0]
     saved = json.loads((style.folder / "style.json").read_text())
     assert saved["training"]["warnings"] == warnings
+
+
+def test_scratch_files_name_their_owner_and_only_dead_owners_files_are_swept(tmp_path: Path) -> None:
+    from daemon.service.service import HOST, SCRATCH_AGE_S, sweep_scratch
+
+    config = ServiceConfig(base=tmp_path)
+    folder = tmp_path / "renders" / "song"
+    folder.mkdir(parents=True)
+    dead_pid = 2**22 + 1
+    names = {"mine-dead": f".a.partial-{HOST}-{dead_pid}.mp4", "mine-alive": f".b.partial-{HOST}-{os.getppid()}.mp4",
+             "legacy-dead": f".c.partial-{dead_pid}.mp4", "other-recent": ".d.partial-other.host-12-5.mp4",
+             "other-old": ".e.partial-other.host-12-6.mp4"}
+    for name in names.values():
+        (folder / name).write_bytes(b"x")
+    old = time.time() - SCRATCH_AGE_S - 10
+    os.utime(folder / names["other-old"], (old, old))
+    assert sweep_scratch(config) == 3
+    assert sorted(p.name for p in folder.iterdir()) == sorted([names["mine-alive"], names["other-recent"]])

@@ -539,13 +539,18 @@ def _with_state(new: ServiceConfig, old: ServiceConfig) -> ServiceConfig:
 
 
 def sweep_scratch(config: ServiceConfig) -> int:
-    """Remove scratch files a killed run left: `.x.partial-PID.mp4` of dead pids, old `.tmp` files and folders."""
+    """Remove scratch files a killed run left: `.x.partial-HOST-PID.mp4` of dead pids on this host (or, from
+    another host, untouched for SCRATCH_AGE_S), old `.tmp` files and folders."""
     removed = 0
     now = time.time()
     renders, library = config.path("renders"), config.path("library")
     for path in list(renders.rglob(".*.partial-*")) if renders.is_dir() else []:
-        pid = path.name.rsplit("partial-", 1)[-1].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+        host, _, pid = path.name.rsplit("partial-", 1)[-1].rsplit(".", 1)[0].rpartition("-")
+        if host in ("", HOST):  # "": the older `.x.partial-PID.mp4`
+            dead = pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid))
+        else:
+            dead = _older_than(path, SCRATCH_AGE_S, now)
+        if dead:
             path.unlink(missing_ok=True)
             removed += 1
     for root in (renders, library):
@@ -560,3 +565,10 @@ def sweep_scratch(config: ServiceConfig) -> int:
     if removed:
         log.info("scratch.removed", count=removed)
     return removed
+
+
+def _older_than(path: Path, age_s: float, now: float) -> bool:
+    try:
+        return now - path.lstat().st_mtime > age_s
+    except OSError:
+        return False
