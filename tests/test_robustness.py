@@ -452,3 +452,25 @@ def test_scratch_files_name_their_owner_and_only_dead_owners_files_are_swept(tmp
     os.utime(folder / names["other-old"], (old, old))
     assert sweep_scratch(config) == 3
     assert sorted(p.name for p in folder.iterdir()) == sorted([names["mine-alive"], names["other-recent"]])
+
+
+def test_a_render_whose_track_was_removed_waits_for_it_uncounted_and_says_why(tmp_path: Path) -> None:
+    from daemon.service.ledger import render_key
+    from daemon.service.service import Service
+
+    service = Service(replace(ServiceConfig(base=tmp_path), device="cpu"))
+    service.start()
+    try:
+        job = NewJob(key=render_key("sha", "s1", {}), kind="render", style_id="s1", style_name="neon", settings={},
+                     output=str(tmp_path / "renders" / "a" / "neon.mp4"), track_sha="sha",
+                     track_path=str(tmp_path / "inbox" / "a.wav"))
+        service.ledger.ensure_jobs([job])
+        claimed = service.ledger.claim(owner=service.owner, lease_s=60, ready=lambda j: True)
+        service.publish(Outcome(key=claimed.key, status="failed", seconds=1.0, worker="cpu#0", output=None,
+                                error=TrackRemoved("track removed while it was being rendered", path=job.track_path)))
+        row = service.ledger.get(job.key)
+        assert row.state == "queued" and row.attempts == 0  # not bad input, not counted
+        assert "track removed while it was being rendered" in row.error["summary"]
+        assert not (tmp_path / "renders" / "a" / "neon.error.json").exists()  # nothing blamed on the content
+    finally:
+        service.shutdown()
