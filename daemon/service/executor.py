@@ -282,9 +282,12 @@ def _job_process(runner: Callable[..., Outcome], item: WorkItem, slot: Slot, con
 
     def report(done: int | None, total: int | None) -> None:
         now = time.monotonic()
-        if now - last[0] >= PROGRESS_EVERY_S or (done is not None and done == total):
+        if (now - last[0] >= PROGRESS_EVERY_S or (done is not None and done == total)) and not control.should_stop():
             last[0] = now
-            conn.send(("progress", done, total))
+            try:
+                conn.send(("progress", done, total))
+            except OSError:  # the service is gone: stop as on SIGTERM (a training checkpoints first)
+                control.stop()
 
     _die_with_parent()
     control = JobControl(report=report)
@@ -292,8 +295,11 @@ def _job_process(runner: Callable[..., Outcome], item: WorkItem, slot: Slot, con
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the service decides
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     outcome = runner(item, device=slot.device, control=control, worker=slot.name)
-    conn.send(("outcome", _portable(outcome)))
-    conn.close()
+    try:
+        conn.send(("outcome", _portable(outcome)))
+        conn.close()
+    except OSError:
+        pass  # the service died meanwhile: its next start requeues the job
 
 
 def _die_with_parent() -> None:
