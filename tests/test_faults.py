@@ -302,3 +302,6 @@ def test_sigkill_at_random_moments_loses_nothing_and_leaves_no_partial_file(serv
         assert Path(found["video"]["path"]).stat().st_size == found["video"]["bytes"]
     assert not [j for j in service.jobs() if j["state"] == "failed"]
     assert service.stop()[0] == 0
+    plain = [line for line in service.log.read_text(errors="replace").splitlines()
+             if line and not line.startswith("{") and line != "--- start ---"]
+    assert not plain, f"lines outside the JSON log (a job's process dying noisily?): {plain[:5]}"
