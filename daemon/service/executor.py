@@ -229,6 +229,10 @@ class Executor(Protocol):
         """Stop every job and wait up to `timeout`; returns the keys still running after it."""
         ...
 
+    def kill(self) -> None:
+        """End every job now (a stop that did not come in time); their outcomes say stopped."""
+        ...
+
 
 def worker_devices(config: ServiceConfig) -> list[str]:
     """One device per worker: every GPU (auto/cuda), else the CPU; `workers` overrides the count."""

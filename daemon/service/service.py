@@ -239,7 +239,7 @@ class Service:
             left = self.executor.running()
             while left and time.monotonic() < deadline and not self.flags.force:  # a second signal: at once
                 left = self.executor.shutdown(timeout=0.2)
-            if left and hasattr(self.executor, "kill"):
+            if left:
                 self.executor.kill()  # jobs in child processes: end them, they are requeued below
                 left = self.executor.shutdown(timeout=5.0)
             self.collect()
