@@ -75,7 +75,7 @@ class ExecutorSettings:
     kind: str = field(default="local", metadata=bounds(choices=EXECUTOR_KINDS))  # local: child processes here
     job_base_s: float = field(default=900.0, metadata=bounds(lo=1.0))  # every job: start-up, decoding, models
     render_pixels_per_s: float = field(default=2e5, metadata=bounds(lo=1.0))  # slowest render rate allowed
-    train_pixels_per_s: float = field(default=2e4, metadata=bounds(lo=1.0))  # slowest training rate allowed
+    train_pixels_per_s: float = field(default=1e4, metadata=bounds(lo=1.0))  # slowest training rate allowed
     max_job_s: float = field(default=86400.0, metadata=bounds(lo=1.0))  # no job runs longer, whatever its size
 
 

@@ -269,6 +269,11 @@ def test_the_wall_clock_limit_grows_with_the_job_size(tmp_path: Path) -> None:
     big = replace(item, job=replace(item.job, settings={"width": 3840, "height": 2160, "fps": 240}))
     assert time_limit(item, frames=100) < time_limit(item, frames=10_000) < time_limit(big, frames=10_000)
     assert time_limit(big) == item.config.executor.max_job_s  # 4K at 240 fps: capped, never unlimited
+    from daemon.spec import load_spec
+
+    organic = load_spec(ROOT / "specs" / "organic.toml")  # ViT-B-32: 4.9 s a step on a 2-core CPU (PERFORMANCE.md)
+    train = replace(item, job=replace(item.job, kind="train", settings={}), spec=organic.to_dict())
+    assert time_limit(train) > 10 * 4.9 * organic.training.iterations  # a limit for hangs, not a race
 
 
 def test_no_process_wide_setting_leaks_from_one_job_to_the_next(tmp_path: Path) -> None:

@@ -254,7 +254,9 @@ def time_limit(item: WorkItem, *, frames: int | None = None) -> float:
     """A job's wall-clock limit from its size: job_base_s + size / rate, at most max_job_s.
 
     A render's size is frames × width × height (frames: as its progress reports them, else the longest
-    track the limits accept); a training's is iterations × time_points × resolution².
+    track the limits accept); a training's is iterations × time_points × cutouts × resolution² (what CLIP
+    sees). The default rates leave ample room: ViT-B-32 on a 2-core CPU trains at about 3e5 of these pixels
+    a second, ViT-L-14 at 2e4 (docs/PERFORMANCE.md); a render at 720p runs at about 4e6.
     """
     settings, job = item.config.executor, item.job
     if job.kind == "render":
@@ -264,8 +266,8 @@ def time_limit(item: WorkItem, *, frames: int | None = None) -> float:
         size, rate = frames * pixels, settings.render_pixels_per_s
     else:
         training = (item.spec or {}).get("training", {})
-        size = (int(training.get("iterations", 1000)) * int(training.get("time_points", 8))
-                * int(training.get("resolution", 224)) ** 2)
+        size = (int(training.get("iterations", 400)) * int(training.get("time_points", 4))
+                * int(training.get("cutouts", 8)) * int(training.get("resolution", 224)) ** 2)
         rate = settings.train_pixels_per_s
     return min(settings.max_job_s, settings.job_base_s + size / rate)
 
