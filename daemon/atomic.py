@@ -1,8 +1,8 @@
 """Atomic writes: every file and folder afx publishes appears whole or not at all.
 
 One recipe everywhere (videos, reports, style folders, the mood board): write under a unique hidden
-scratch name beside the destination (`.NAME.partial-PID-RANDOM`, so two writers never share one and a
-sweep can tell a dead writer's leftovers by the pid), fsync the file, rename it over the destination, and
+scratch name beside the destination (`.NAME.partial-HOST-PID-RANDOM`, so two writers never share one and a
+sweep can tell a dead writer's leftovers by its host and pid), fsync the file, rename it over the destination, and
 fsync the folder so the rename survives a power cut. On any error the scratch is removed. Files get the
 mode a plain open()/mkdir() would give (the umask's), not mkstemp's 0600.
 """
@@ -12,12 +12,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-SCRATCH_MARK = ".partial-"  # in every scratch name: `.{name}.partial-{pid}-{random}{suffix}`
+SCRATCH_MARK = ".partial-"  # in every scratch name: `.{name}.partial-{host}-{pid}-{random}{suffix}`
+HOST = socket.gethostname()  # the one home of this machine's name (leases, scratch owners, status)
+_HOST_TAG = re.sub(r"[^A-Za-z0-9]", "_", HOST) or "host"  # no '.' or '-': the name stays parseable
 
 
 def umask_mode(*, directory: bool = False) -> int:
@@ -36,15 +40,22 @@ def umask_mode(*, directory: bool = False) -> int:
 def scratch_name(dest: Path) -> Path:
     """A unique hidden sibling of `dest` that keeps its suffix (ffmpeg picks the container by it)."""
     dest = Path(dest)
-    return dest.with_name(f".{dest.stem}{SCRATCH_MARK}{os.getpid()}-{secrets.token_hex(4)}{dest.suffix}")
+    return dest.with_name(f".{dest.stem}{SCRATCH_MARK}{_HOST_TAG}-{os.getpid()}-{secrets.token_hex(4)}{dest.suffix}")
 
 
-def scratch_pid(name: str) -> int | None:
-    """The pid in a scratch name, or None when `name` is not one."""
+def scratch_owner(name: str) -> tuple[str, int] | None:
+    """(host tag, pid) of the writer of a scratch name, or None when `name` is not one. Older names without
+    a host (`.x.partial-PID.mp4`, `.x.partial-PID-RANDOM`) give an empty host."""
     if not name.startswith(".") or SCRATCH_MARK not in name:
         return None
-    pid = name.rsplit(SCRATCH_MARK, 1)[1].split(".", 1)[0].split("-", 1)[0]
-    return int(pid) if pid.isdigit() else None
+    parts = name.rsplit(SCRATCH_MARK, 1)[1].split(".", 1)[0].split("-")
+    host, pid = ("", parts[0]) if len(parts) <= 2 else ("-".join(parts[:-2]), parts[-2])
+    return (host, int(pid)) if pid.isdigit() else None
+
+
+def scratch_is_ours(host: str) -> bool:
+    """Whether a scratch owner's host tag is this machine (an empty tag: older names, written here)."""
+    return host in ("", _HOST_TAG)
 
 
 def fsync_dir(folder: Path) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,8 +69,9 @@ def cmd_render(args: argparse.Namespace, config: ServiceConfig) -> int:
     style = resolve_style(args.style, library=Library(config.path("library")))
     own = style_render_settings(style)
     width, height = args.size or (own["width"], own["height"])
-    settings = RenderSettings(width=width, height=height, fps=args.fps or own["fps"],
+    settings = RenderSettings(width=width, height=height, fps=own["fps"] if args.fps is None else args.fps,
                               device=args.device or config.device)
+    _check_flags(settings)
     out = Path(args.output) if args.output else default_output(
         Path(args.audio), style, settings, renders=config.path("renders"), inbox=config.path("inbox"))
     update, close = _progress(f"render {Path(args.audio).name}", "frame")
@@ -82,6 +85,17 @@ def cmd_render(args: argparse.Namespace, config: ServiceConfig) -> int:
           f"({t['realtime_factor']:.2f}x real time, {report['device']}), temporal SSIM {m['temporal_ssim_mean']}, "
           f"audio reactivity {m['audio_reactivity']} → {out}")
     return 0
+
+
+def _check_flags(settings: Any) -> None:
+    """RenderSettings' errors name spec keys ([render.width]); here the values came from --size and --fps."""
+    from daemon.errors import RenderError
+
+    try:
+        settings.validate()
+    except RenderError as e:
+        flag = "--fps" if e.key == "render.fps" else "--size"
+        raise RenderError(e.message, key=flag, hint="e.g. --size 1280x720 --fps 30") from e
 
 
 def cmd_features(args: argparse.Namespace, config: ServiceConfig) -> int:
@@ -192,6 +206,8 @@ def _train_one(spec: Any, config: ServiceConfig, *, library: Any, inbox: list[Pa
     warn = "" if style.guidance.get("trained_guidance") else " [UNTRAINED guidance model: similarity is meaningless]"
     print(f"trained {style.name} (id {style.style_id}) with {style.guidance['clip_model']}: similarity "
           f"{t['mean_similarity']}, {t['seconds']} s, {t['audio_source']} → {style.folder}{warn}")
+    for warning in t.get("warnings", []):
+        print(f"afx: warning: {warning}", file=sys.stderr)
 
 
 def _sweep_report(path: Path, variants: list[Any], library: Any, config: ServiceConfig, inbox: list[Path]) -> None:
@@ -391,6 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(level="debug" if args.verbose else "info")
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM unwinds like Ctrl-C, so a command's cleanup (a render's scratch file) runs; `afx run`
+        # installs its own handlers
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         config = load_config(args.config)
         apply_environment(config)
@@ -406,6 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `afx status | head`: the reader left; nothing more to say
         sys.stderr.close()
         return 0
+
+
+def _terminated(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

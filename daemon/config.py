@@ -65,6 +65,20 @@ class Embeddings:
                 "AFX_OPENL3_HOP_S": str(self.openl3_hop_s), "AFX_EMBEDDING_TIMEOUT_S": str(self.timeout_s)}
 
 
+EXECUTOR_KINDS = ("local",)
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    """Where jobs run, and how long one may take: a wall-clock limit grows with the job's size."""
+
+    kind: str = field(default="local", metadata=bounds(choices=EXECUTOR_KINDS))  # local: child processes here
+    job_base_s: float = field(default=900.0, metadata=bounds(lo=1.0))  # every job: start-up, decoding, models
+    render_pixels_per_s: float = field(default=2e5, metadata=bounds(lo=1.0))  # slowest render rate allowed
+    train_pixels_per_s: float = field(default=1e4, metadata=bounds(lo=1.0))  # slowest training rate allowed
+    max_job_s: float = field(default=86400.0, metadata=bounds(lo=1.0))  # no job runs longer, whatever its size
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """Everything `afx run` needs; also the defaults for the one-shot commands."""
@@ -72,6 +86,7 @@ class ServiceConfig:
     folders: Folders = Folders()
     limits: Limits = Limits()
     embeddings: Embeddings = Embeddings()
+    executor: ExecutorSettings = ExecutorSettings()
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     workers: int = field(default=0, metadata=bounds(lo=0, hi=64))  # 0: one per GPU, one on CPU
     settle_s: float = field(default=5.0, metadata=bounds(lo=0.0, hi=3600.0))  # stable size+mtime this long

@@ -18,7 +18,7 @@ import ffmpeg
 import numpy as np
 
 from daemon.audio.decode import ffmpeg_binary
-from daemon.errors import EncodeError, RenderError
+from daemon.errors import EncodeError, RenderError, StorageError, storage_message
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,8 @@ class VideoWriter:
         self._writer.join()
         code = self._proc.wait()
         self._drain.join(timeout=5)
-        if code != 0 or self._error is not None:
+        # ffmpeg exits 0 after "Error writing trailer …: No space left on device": read what it said too
+        if code != 0 or self._error is not None or storage_message(self.stderr_tail()):
             raise self._encode_error(f"ffmpeg exited with status {code}")
 
     def abort(self) -> None:
@@ -95,10 +96,17 @@ class VideoWriter:
     def stderr_tail(self) -> str:
         return "\n".join(self._stderr)
 
-    def _encode_error(self, message: str) -> EncodeError:
+    def _encode_error(self, message: str) -> EncodeError | StorageError:
+        """The encode boundary's translation: a storage failure (in ffmpeg's words or as the pipe's OSError)
+        is a StorageError (retried); anything else is an EncodeError quoting ffmpeg's informative line."""
         tail = self.stderr_tail()
-        last = tail.splitlines()[-1] if tail else ""
-        return EncodeError(f"{message}{': ' + last if last else ''}", path=self.out_path, stderr_tail=tail,
+        storage = storage_message(tail)
+        pipe = self._error if isinstance(self._error, OSError) and not storage else None
+        if storage or (pipe is not None and self._proc.poll() is None):
+            return StorageError(f"writing the video failed: {storage or pipe}", path=self.out_path,
+                                stderr_tail=tail, hint="free disk space or fix the device; the job is retried")
+        line = informative_line(tail)
+        return EncodeError(f"{message}{': ' + line if line else ''}", path=self.out_path, stderr_tail=tail,
                            hint="see the ffmpeg output in the report; check disk space and the audio file")
 
     def _write_loop(self) -> None:
@@ -120,6 +128,18 @@ class VideoWriter:
     def _drain_stderr(self) -> None:
         for line in iter(self._proc.stderr.readline, b""):
             self._stderr.append(line.decode("utf-8", "replace").rstrip())
+
+
+#: lines ffmpeg prints after the one that says what went wrong
+GENERIC_LINES = ("Conversion failed!", "Exiting normally", "Error opening output files", "Error closing file",
+                 "Terminating thread", "Finishing stream", "received signal")
+
+
+def informative_line(stderr: str) -> str:
+    """The line of ffmpeg's output that says what went wrong: the first specific one (its last are generic)."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    specific = [ln for ln in lines if not any(ln.startswith(g) or g in ln for g in GENERIC_LINES)]
+    return (specific[0] if specific else lines[-1] if lines else "")[:200]  # the first says why
 
 
 def probe(path: Path) -> dict[str, Any]:

@@ -10,21 +10,49 @@
     ├── RenderError              rendering or writing a video failed
     │   └── EncodeError          ffmpeg failed while encoding (carries its stderr tail)
     ├── TrainingError            the optimisation loop failed
-    └── LedgerError              the service's SQLite ledger
+    ├── JobTimeout               a job ran past its wall-clock limit (its size asks too much)
+    └── TransientError           retrying the same job unchanged may succeed
+        ├── StorageError         the disk failed us: ENOSPC, EIO, EDQUOT, EROFS, a broken pipe to ffmpeg
+        ├── TrackRemoved         the track vanished or changed while a job used it (rendered when it returns)
+        ├── JobCrashed           a job's process died (a signal, the out-of-memory killer)
+        ├── EmbeddingUnavailable an embedding model could not be reached or its worker stopped
+        └── LedgerError          the service's SQLite ledger
 
-`user_line()` is the one line a person sees; the traceback goes to the log. `transient` says whether
-retrying the same input may succeed (a busy GPU, a full disk) or not (a corrupt file).
+`user_line()` is the one line a person sees; the traceback goes to the log. Whether the service retries a
+failed job is a property of the error's class (`transient`), never decided where it is raised: everything
+under `TransientError` is retried with back-off, everything else is bad input (not retried until the file
+or spec changes). OS failures are turned into these classes in one place, `storage_errors()`, which the
+storage and encode boundary (publishing videos, reports and style folders; ffmpeg's pipes) wraps around its
+work; an error that escapes unclassified is an internal error and is retried.
 """
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+#: OS errors that say "the machine, not the input": retrying once it is fixed succeeds
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EPIPE, errno.ENOMEM,
+                            errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ESTALE, errno.ENOLCK})
+#: what ffmpeg prints for the same failures (it reports them on stderr, not through its exit status)
+STORAGE_MESSAGES = ("No space left on device", "Disk quota exceeded", "Input/output error",
+                    "Read-only file system", "Broken pipe", "Cannot allocate memory")
+
+
+def _rebuild(cls: type[AfxError], message: str, state: dict[str, Any]) -> AfxError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class AfxError(Exception):
     """Base class: a message, and the context that makes it actionable."""
 
-    #: whether retrying the same job unchanged may succeed
+    #: whether retrying the same job unchanged may succeed: a property of the class, never of one raise
     transient: bool = False
 
     def __init__(
@@ -35,7 +63,6 @@ class AfxError(Exception):
         key: str | None = None,
         hint: str | None = None,
         stderr_tail: str | None = None,
-        transient: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -43,8 +70,10 @@ class AfxError(Exception):
         self.key = key
         self.hint = hint
         self.stderr_tail = stderr_tail
-        if transient is not None:
-            self.transient = transient
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Picklable with its context (jobs run in child processes and send their errors back)."""
+        return _rebuild, (type(self), self.message, dict(self.__dict__))
 
     def user_line(self) -> str:
         """What went wrong, where, and what to do — on one line."""
@@ -55,7 +84,7 @@ class AfxError(Exception):
                 where += f" [{self.key}]"
             where += ": "
         elif self.key:
-            where = f"[{self.key}]: "
+            where = f"{self.key}: " if self.key.startswith("-") else f"[{self.key}]: "  # a flag, or a table key
         line = f"{where}{self.message}"
         if self.hint:
             line += f" — {self.hint}"
@@ -110,5 +139,55 @@ class TrainingError(AfxError):
     """Training a style failed."""
 
 
-class LedgerError(AfxError):
+class JobTimeout(AfxError):
+    """A job ran past the wall-clock limit its size allows ([executor] in afx.toml)."""
+
+
+class TransientError(AfxError):
+    """Retrying the same job unchanged may succeed: the service retries these with back-off."""
+
+    transient = True
+
+
+class StorageError(TransientError):
+    """Writing or reading our own files failed for a reason outside the input (a full disk, an I/O error)."""
+
+
+class TrackRemoved(TransientError):
+    """The track's file went away or changed while a job was using it."""
+
+
+class JobCrashed(TransientError):
+    """The process running a job died (killed by a signal, the out-of-memory killer, a crash)."""
+
+
+class EmbeddingUnavailable(FeatureError, TransientError):
+    """An embedding model could not be downloaded, or its worker process was stopped."""
+
+
+class LedgerError(TransientError):
     """The service ledger (SQLite) failed."""
+
+
+def is_storage_failure(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in STORAGE_ERRNOS
+
+
+def storage_message(stderr: str) -> str | None:
+    """The line of ffmpeg's output that names a storage failure, if one does."""
+    for line in stderr.splitlines():
+        if any(m in line for m in STORAGE_MESSAGES):
+            return line.strip()
+    return None
+
+
+@contextmanager
+def storage_errors(path: str | Path | None, what: str) -> Iterator[None]:
+    """The one translation of OS failures: ENOSPC, EIO, EPIPE … become `StorageError` (retried)."""
+    try:
+        yield
+    except OSError as e:
+        if not is_storage_failure(e):
+            raise
+        raise StorageError(f"{what} failed: {e.strerror or e}", path=e.filename or path,
+                           hint="free disk space or fix the device; the job is retried") from e

@@ -166,7 +166,7 @@ def missing_weights(clip_model: str, tag: str, cache_dir: Path | None) -> Guidan
     where = str(cache_dir) if cache_dir else "the default Hugging Face / torch caches"
     return GuidanceError(
         f"weights for CLIP {clip_model} ({tag}) are not in the models cache and could not be downloaded",
-        path=where, key="training.pretrained", transient=False,
+        path=where, key="training.pretrained",
         hint=f"on a connected machine run `afx models fetch {clip_model} {tag}` and copy its models folder to "
              f"{where}, or set training.pretrained to a local checkpoint file (.safetensors or .pt)",
     )

@@ -23,7 +23,7 @@ from daemon.audio.decode import ANALYSIS_RATE, AudioLimits, Track, decode_audio
 from daemon.audio.embeddings import EmbeddingPlan, TrackEmbeddings, embedding_sets, plan_for_style
 from daemon.audio.features import FeatureTimeline, extract_features
 from daemon.encode import EncodeSettings, VideoWriter, verify_video
-from daemon.errors import RenderError
+from daemon.errors import AfxError, RenderError, TrackRemoved, storage_errors
 from daemon.metrics import TemporalMetrics
 from daemon.render import RenderSettings, render_frames, resolve_device
 from daemon.report import REPORT_SCHEMA, now_iso, versions, write_json_atomic
@@ -83,8 +83,10 @@ def default_output(audio_path: Path, style: Style, settings: RenderSettings, *, 
     return video_path(renders, folder, style.name, tag)
 
 
-def check_writable(folder: Path) -> None:
-    """Create `folder` if needed and fail early, clearly, when it cannot be written."""
+def check_writable(folder: Path) -> list[Path]:
+    """Create `folder` if needed and fail early, clearly, when it cannot be written; returns the folders it
+    created (outermost first), for `remove_empty` to take back when the render fails."""
+    created = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -93,6 +95,35 @@ def check_writable(folder: Path) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise RenderError("the output folder is not writable", path=folder,
                           hint="choose another output with -o, or fix the folder's permissions")
+    return created
+
+
+def remove_empty(folders: Sequence[Path]) -> None:
+    """Take back folders a failed render created, innermost first, where they are still empty."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (another render's files), or gone
+
+
+def track_state(path: Path) -> tuple[int, int] | None:
+    """(size, mtime) of the track's file, None when it is gone: a render publishes only if this held still."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def check_track_unchanged(path: Path, before: tuple[int, int] | None) -> None:
+    now = track_state(path)
+    if now is None:
+        raise TrackRemoved("track removed while it was being rendered", path=path,
+                           hint="put it back: it is rendered when it returns")
+    if now != before:
+        raise TrackRemoved("the track changed while it was being rendered (a copy still in progress?)",
+                           path=path, hint="nothing to do: its new content is rendered once it settles")
 
 
 def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, out_path: Path,
@@ -102,18 +133,33 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
     started = time.perf_counter()
     settings.validate()
     out_path = Path(out_path)
-    check_writable(out_path.parent)
-    device = resolve_device(settings.device)
-    track, timeline, _ = track_features(Path(audio_path), style.features.sets, fps=settings.fps, ctx=ctx,
-                                        plan=plan_for_style(style))
-    features_s = time.perf_counter() - started
-
-    render_started = time.perf_counter()
-    with atomic_path(out_path) as scratch:
-        metrics = encode_video(style, timeline, settings, audio_path=Path(audio_path), scratch=scratch,
-                               device=device, encode=encode, on_progress=on_progress)
-        probe = verify_video(scratch, width=settings.width, height=settings.height, fps=settings.fps,
-                             frames=timeline.n_frames)
+    if out_path.suffix.lower() != ".mp4":
+        raise RenderError(f"afx writes MP4 videos (H.264 + AAC); '{out_path.name}' does not end in .mp4",
+                          path=out_path, hint=f"use -o {out_path.with_suffix('.mp4').name}")
+    taken = track_state(Path(audio_path))
+    created = check_writable(out_path.parent)
+    try:
+        device = resolve_device(settings.device)
+        track, timeline, _ = track_features(Path(audio_path), style.features.sets, fps=settings.fps, ctx=ctx,
+                                            plan=plan_for_style(style))
+        features_s = time.perf_counter() - started
+        render_started = time.perf_counter()
+        # the scratch name records its owner (host and pid): sweep_scratch removes it once that process is gone
+        with storage_errors(out_path, "publishing the video"), atomic_path(out_path) as scratch:
+            metrics = encode_video(style, timeline, settings, audio_path=Path(audio_path), scratch=scratch,
+                                   device=device, encode=encode, on_progress=on_progress)
+            probe = verify_video(scratch, width=settings.width, height=settings.height, fps=settings.fps,
+                                 frames=timeline.n_frames)
+            check_track_unchanged(Path(audio_path), taken)
+    except BaseException as e:
+        remove_empty(created)
+        if isinstance(e, (AfxError, OSError)) and not isinstance(e, TrackRemoved) \
+                and track_state(Path(audio_path)) != taken:
+            try:
+                check_track_unchanged(Path(audio_path), taken)
+            except TrackRemoved as removed:
+                raise removed from e  # the track went away: not ffmpeg's fault, nor the content's
+        raise
     render_s = time.perf_counter() - render_started
     total_s = time.perf_counter() - started
     report = {
@@ -134,7 +180,8 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
         "versions": versions(),
         **(extra_report or {}),
     }
-    write_json_atomic(out_path.with_suffix(".json"), report)
+    with storage_errors(out_path, "writing the report"):
+        write_json_atomic(out_path.with_suffix(".json"), report)
     return report
 
 
@@ -177,11 +224,9 @@ PREVIEW_SIZE = (384, 216)
 def reference_paths(spec: Any, fallback: Sequence[Path]) -> list[Path]:
     """The spec's reference tracks (globs relative to its file), else `fallback` (`inbox_references`)."""
     if spec.audio.reference_tracks:
-        base = Path(spec.source).parent if spec.source else Path.cwd()
         found: list[Path] = []
         for pattern in spec.audio.reference_tracks:
-            matches = sorted(base.glob(pattern)) if any(c in pattern for c in "*?[") else [base / pattern]
-            found.extend(m for m in matches if m.is_file())
+            found.extend(_reference_matches(spec, pattern))
         return found[:MAX_REFERENCE_TRACKS]
     return [Path(p) for p in fallback][:MAX_REFERENCE_TRACKS]
 
@@ -207,6 +252,17 @@ def inbox_references(spec: Any, inbox: Path) -> list[Path]:
     return found
 
 
+def _reference_matches(spec: Any, pattern: str) -> list[Path]:
+    base = Path(spec.source).parent if spec.source else Path.cwd()
+    matches = sorted(base.glob(pattern)) if any(c in pattern for c in "*?[") else [base / pattern]
+    return [m for m in matches if m.is_file()]
+
+
+def missing_references(spec: Any) -> list[str]:
+    """The spec's `audio.reference_tracks` entries that name no file (a typo, a moved file)."""
+    return [p for p in spec.audio.reference_tracks if not _reference_matches(spec, p)]
+
+
 def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), reference_tracks: Sequence[Path] = (),
                 device: str = "auto", checkpoint_dir: Path | None = None, models_dir: Path | None = None,
                 allow_download: bool = True, on_step: Callable[..., None] | None = None,
@@ -227,6 +283,12 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
     guide = load_guide(spec.training.clip_model, spec.training.pretrained, cache_dir=models_dir,
                        device=torch_device, allow_download=allow_download)
     paths = reference_paths(spec, reference_tracks)
+    warnings = []
+    if missing := missing_references(spec):
+        warnings.append(f"audio.reference_tracks: no file matches {', '.join(map(repr, missing))} (relative to "
+                        f"{Path(spec.source).parent if spec.source else Path.cwd()}); trained on "
+                        + ("the other reference tracks" if paths else "the synthetic audio prior"))
+        log.warning("train.reference_missing", missing=missing, found=len(paths), warning=warnings[-1])
     reductions = style_reductions(spec, paths, ctx=ctx, log=log)
     references = reference_features(paths, spec, ctx=ctx, log=log, reductions=reductions)
     timelines = [timeline for _, timeline in references]
@@ -244,7 +306,8 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
                   training={"final_similarity": final, "mean_similarity": _mean(final), "seconds": round(result.seconds, 2),
                             "iterations": spec.training.iterations, "audio_source": result.audio_source,
                             "resumed_from": result.resumed_from, "variant": spec.variant,
-                            "reference_tracks": [{"path": str(t.path), "sha256": t.sha256} for t, _ in references]})
+                            "reference_tracks": [{"path": str(t.path), "sha256": t.sha256} for t, _ in references],
+                            **({"warnings": warnings} if warnings else {})})
     folder = library.folder_for(spec.name, spec.style_id)
     style.save(folder, extras=lambda scratch: write_training_artifacts(scratch, style, result, timelines))
     clear_checkpoint(checkpoint_dir)

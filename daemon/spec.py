@@ -306,7 +306,7 @@ def _prompt(item: Any, *, key: str, path: Path | None, limits: Limits) -> Prompt
                         path=path, key=key)
     text = prompt.text.strip()
     if not text:
-        raise SpecError("the prompt is empty", path=path, key=key)
+        raise SpecError("the prompt is empty", path=path, key=key, hint="describe what the frames should look like")
     if len(text) > limits.max_prompt_chars:
         raise SpecError(f"the prompt has {len(text)} characters, at most {limits.max_prompt_chars}", path=path,
                         key=key, hint="shorten it, or raise limits.max_prompt_chars in afx.toml")

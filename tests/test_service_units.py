@@ -19,7 +19,7 @@ from daemon.service.executor import JobControl, JobStopped
 from daemon.service.ledger import Ledger, NewJob, render_key, train_key
 from daemon.service.notify import Notifier
 from daemon.naming import store_video
-from daemon.service.planner import Planner, ProblemBook, Publication, SpecCatalog, glob_matches
+from daemon.service.planner import Plan, Planner, ProblemBook, Publication, SpecCatalog, glob_matches
 from daemon.service.watch import SettleTracker, is_ignored
 
 SPEC = """prompts = ["{prompt}"]
@@ -73,14 +73,25 @@ def test_files_known_from_an_earlier_run_are_settled_at_once_unless_changed(tmp_
     assert [f.rel.name for f in result.settled] == ["a.wav"] and result.pending == (tmp_path / "b.wav",)
 
 
-def test_empty_files_and_ignored_names_never_settle(tmp_path: Path) -> None:
-    tracker = SettleTracker(settle_s=0.0)
+def test_ignored_names_never_settle_and_unusable_files_are_refused_not_left_pending(tmp_path: Path) -> None:
+    """Issue 9, defect 4: an empty file, a FIFO or a dangling link once waited forever, unreported, and
+    asked for a rescan every 0.1 s. Now each is refused with its reason, and nothing asks for a rescan."""
+    tracker = SettleTracker(settle_s=5.0)
     (tmp_path / "empty.wav").write_bytes(b"")
+    os.mkfifo(tmp_path / "pipe.wav")
+    (tmp_path / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
     (tmp_path / "x.wav.part").write_bytes(b"data")
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "blob").write_bytes(b"data")
-    result = tracker.scan(tmp_path, now=1.0)
-    assert not result.settled and result.pending == (tmp_path / "empty.wav",)
+    early = tracker.scan(tmp_path, now=1.0)
+    assert early.pending == (tmp_path / "empty.wav",) and early.next_check == 6.0  # settling: not yet judged
+    result = tracker.scan(tmp_path, now=7.0)
+    assert not result.settled and not result.pending and result.next_check is None
+    assert dict((p.name, why) for p, why in result.refused) == {
+        "empty.wav": "the file is empty (0 bytes)", "pipe.wav": "not a regular file (a FIFO, socket or device)",
+        "gone.wav": "the symlink's target does not exist"}
+    (tmp_path / "empty.wav").write_bytes(b"now it has content")  # …and it comes back once it changes
+    assert tracker.scan(tmp_path, now=8.0).pending == (tmp_path / "empty.wav",)
 
 
 def test_symlinks_out_of_the_folder_are_refused_inside_ones_are_not(tmp_path: Path) -> None:
@@ -279,8 +290,17 @@ def _planner(tmp_path: Path, specs: dict[str, str], defaults: tuple[str, ...] = 
     return planner, ledger
 
 
+def _plan(planner: Planner, inbox: Path) -> Plan:
+    """Plan until the background checks and hashes are done (the first passes see new tracks as hashing)."""
+    deadline = time.monotonic() + 30
+    while (plan := planner.plan(SettleTracker(settle_s=0.0).scan(inbox))).hashing:
+        assert time.monotonic() < deadline, f"still hashing {plan.hashing}"
+        time.sleep(0.02)
+    return plan
+
+
 def _assigned(planner: Planner, inbox: Path) -> dict[str, set[str]]:
-    plan = planner.plan(SettleTracker(settle_s=0.0).scan(inbox))
+    plan = _plan(planner, inbox)
     found: dict[str, set[str]] = {}
     for job in plan.jobs:
         if job.kind == "render":
@@ -302,7 +322,7 @@ def test_empty_defaults_mean_every_style_and_trainings_come_with_renders(tmp_pat
     planner, _ = _planner(tmp_path, {"neon": "", "calm": ""})
     (tmp_path / "inbox").mkdir()
     (tmp_path / "inbox" / "a.wav").write_bytes(b"x")
-    plan = planner.plan(SettleTracker(settle_s=0.0).scan(tmp_path / "inbox"))
+    plan = _plan(planner, tmp_path / "inbox")
     kinds = sorted((j.kind, j.style_name) for j in plan.jobs)
     assert kinds == [("render", "calm"), ("render", "neon"), ("train", "calm"), ("train", "neon")]
     render = next(j for j in plan.jobs if j.kind == "render" and j.style_name == "neon")
@@ -316,7 +336,7 @@ def test_a_bad_sidecar_is_a_problem_and_assigns_nothing(tmp_path: Path) -> None:
     (tmp_path / "inbox").mkdir()
     (tmp_path / "inbox" / "a.wav").write_bytes(b"x")
     (tmp_path / "inbox" / "a.toml").write_text('styles = ["noen"]\n')
-    plan = planner.plan(SettleTracker(settle_s=0.0).scan(tmp_path / "inbox"))
+    plan = _plan(planner, tmp_path / "inbox")
     assert not plan.jobs
     error, report, _ = plan.problems[str(tmp_path / "inbox" / "a.toml")]
     assert "no style named 'noen'" in str(error) and "did you mean 'neon'" in error.user_line()
@@ -399,7 +419,7 @@ def test_failure_policy_retries_transient_errors_with_backoff_then_gives_up(tmp_
     from dataclasses import replace
 
     from daemon.config import ServiceConfig
-    from daemon.errors import AudioError, RenderError
+    from daemon.errors import AudioError, StorageError
     from daemon.service.executor import Outcome
     from daemon.service.service import Service
 
@@ -424,12 +444,12 @@ def test_failure_policy_retries_transient_errors_with_backoff_then_gives_up(tmp_
             status = "failed" if error else "done"
             service.publish(Outcome(key=job.key, status=status, error=error, output=str(out), seconds=0.1, worker="cpu"))
 
-        attempt(RenderError("disk full", transient=True))
+        attempt(StorageError("disk full"))
         row = service.ledger.get(job.key)
         assert row.state == "queued" and row.attempts == 1
         assert row.not_before == pytest.approx(row.started + 10.0, abs=5.0)  # retry_backoff_s × 2^0
         assert '"state": "queued"' in report.read_text()
-        attempt(RenderError("disk full", transient=True))
+        attempt(StorageError("disk full"))
         assert service.ledger.get(job.key).state == "failed"
         assert '"state": "failed"' in report.read_text()
         service.ledger.retry(keys=[job.key])

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from daemon.audio.features import DEFAULT_EMBEDDING_DIMS, Analysis, FeatureSet, feature_set, register
-from daemon.errors import FeatureError
+from daemon.errors import EmbeddingUnavailable, FeatureError
 from daemon.logs import get_logger
 
 log = get_logger("afx.embeddings")
@@ -422,8 +422,8 @@ def run_backend(b: Backend, tracks: Sequence[TrackAudio]) -> list[RawEmbedding |
         try:
             proc = _run_worker(folder / "request.json")
         except subprocess.TimeoutExpired as e:
-            error = FeatureError(f"{b.name}: the embedding worker took longer than {e.timeout:.0f} s and was "
-                                 "stopped", key="audio.features", transient=True,
+            error = EmbeddingUnavailable(f"{b.name}: the embedding worker took longer than {e.timeout:.0f} s and "
+                                         "was stopped", key="audio.features",
                                  hint=f"raise {TIMEOUT_ENV}, or use a GPU for the embedding models")
             return [error for _ in tracks]
         return [_collect(b, job, proc, request_error=folder / "error.json") for job in jobs]
@@ -463,12 +463,13 @@ def _collect(b: Backend, job: Mapping[str, str], proc: subprocess.CompletedProce
                 err = json.loads(source.read_text())
             except (OSError, ValueError):
                 continue
-            return FeatureError(f"{b.name}: {err.get('message', 'failed')}", path=label, key="audio.features",
-                                hint=err.get("hint") or _handle_hint(b), stderr_tail=tail,
-                                transient=bool(err.get("transient", False)))
-    return FeatureError(f"{b.name}: the embedding worker exited with status {proc.returncode} and no result",
-                        path=label, key="audio.features", stderr_tail=tail, transient=proc.returncode < 0,
-                        hint="see the stderr tail in the log; out of memory is the usual cause")
+            kind = EmbeddingUnavailable if err.get("transient") else FeatureError  # the child's verdict
+            return kind(f"{b.name}: {err.get('message', 'failed')}", path=label, key="audio.features",
+                        hint=err.get("hint") or _handle_hint(b), stderr_tail=tail)
+    kind = EmbeddingUnavailable if proc.returncode < 0 else FeatureError  # killed by a signal: try again
+    return kind(f"{b.name}: the embedding worker exited with status {proc.returncode} and no result",
+                path=label, key="audio.features", stderr_tail=tail,
+                hint="see the stderr tail in the log; out of memory is the usual cause")
 
 
 def _handle_hint(b: Backend) -> str:

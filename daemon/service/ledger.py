@@ -225,7 +225,7 @@ class Ledger:
         try:
             yield
         except sqlite3.Error as e:
-            raise LedgerError(f"ledger {what} failed ({e})", path=self.path, transient=True,
+            raise LedgerError(f"ledger {what} failed ({e})", path=self.path,
                               hint="check the disk and the state folder's permissions") from e
 
     @contextmanager
@@ -457,12 +457,19 @@ class Ledger:
                          " lease_expires = NULL, updated = ? WHERE key = ? AND lease_owner = ?",
                          (state, json.dumps(error), not_before, now, key, owner))
 
-    def release(self, key: str, *, owner: str, not_before: float = 0.0) -> None:
-        """Back to the queue without counting the attempt (stopped by SIGTERM, track file missing)."""
+    def release(self, key: str, *, owner: str, not_before: float = 0.0, error: dict[str, Any] | None = None) -> None:
+        """Back to the queue without counting the attempt (stopped by SIGTERM, track file missing); `error`
+        says why it waits (shown by `afx status`)."""
         with self.transaction() as conn:
             conn.execute("UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0), lease_owner = NULL,"
-                         " lease_expires = NULL, not_before = ?, updated = ? WHERE key = ? AND lease_owner = ?",
-                         (not_before, time.time(), key, owner))
+                         " lease_expires = NULL, not_before = ?, updated = ?,"
+                         " error_json = COALESCE(?, error_json) WHERE key = ? AND lease_owner = ?",
+                         (not_before, time.time(), json.dumps(error) if error else None, key, owner))
+
+    def forgive(self, key: str) -> None:
+        """Do not count the attempt a recovered job was in (it was making progress when its service died)."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE jobs SET attempts = MAX(attempts - 1, 0) WHERE key = ? AND state = 'queued'", (key,))
 
     def retry(self, *, keys: Iterable[str] | None = None, include_done: bool = False) -> int:
         """Requeue failed and bad-input jobs (all of them, or these keys); returns how many."""

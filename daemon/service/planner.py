@@ -7,28 +7,33 @@ track its styles (the specs whose `tracks` globs match it, plus a sidecar `<trac
 `styles = [...]`, else the configured defaults; empty defaults mean every style) and returns one render job
 per (track, style) and one training job per style that is not in the library yet. Keys come from the ledger.
 
-Nothing here decodes audio or touches tensors; a track is its path and its content hash.
+Nothing here decodes audio or touches tensors; a track is its path and its content hash. A new track's
+cheap checks (size, ffprobe's duration) and then its hash run in a background thread (`TrackChecks`), so
+a 20 GB file never stalls the loop, its heartbeat or `afx status`; the track counts as pending until then.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import tomllib
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from daemon.audio.decode import AudioLimits, check_track
 from daemon.config import Limits
-from daemon.errors import AfxError, SpecError
+from daemon.errors import AfxError, AudioError, SpecError
 from daemon.library import Library
 from daemon.logs import get_logger
 from daemon.naming import (INBOX_REPORTS, SPECS_REPORTS, STYLE_REPORTS, error_report_path,  # noqa: F401 — re-exported
                            problem_report_path, store_video, style_stem, track_folder, video_path)
 from daemon.report import failure_report, write_json_atomic
 from daemon.service.ledger import Ledger, NewJob, render_key, train_key
-from daemon.service.watch import ScanResult, SeenFile
+from daemon.service.watch import ScanResult, SeenFile, refusal_hint
 from daemon.spec import (StyleSpec, default_name, glob_matches,  # noqa: F401 — glob_matches re-exported
                          load_specs, parse_spec)
 from daemon.tables import check_keys, nearest
@@ -142,9 +147,18 @@ class SpecCatalog:
                 log.warning("specs.unavailable", folder=str(scan.root), keeping=len(self.styles()))
             return False
         before = {s.style_id for s in self.styles()}
-        present = {str(f.path) for f in scan.settled} | {str(p) for p in scan.pending}
+        present = {str(f.path) for f in scan.settled} | {str(p) for p in scan.pending} | {
+            str(p) for p, _ in scan.refused}
         for seen in scan.settled:
             self._read(seen, scan.root)
+        for path, reason in scan.refused:  # an empty spec, a FIFO, a dangling link: reported, never silent
+            rel = PurePosixPath(path.relative_to(scan.root).as_posix())
+            self.errors[str(path)] = (
+                SpecError(f"refused: {reason}", path=path, hint=refusal_hint(reason) or None),
+                problem_report_path(self.renders, SPECS_REPORTS, rel.as_posix()),
+                {"style": default_name(path), "extra": {"spec": str(path),
+                                                        "still_serving": [s.style_id for s in self.by_file.get(str(path), [])]}})
+            self.parsed.pop(str(path), None)
         for path in [p for p in self.by_file if p not in present]:
             log.info("spec.removed", spec=path, styles=[s.name for s in self.by_file[path]])
             del self.by_file[path]
@@ -223,12 +237,58 @@ def read_sidecar(path: Path) -> list[str]:
     except tomllib.TOMLDecodeError as e:
         raise SpecError(f"not valid TOML: {e}", path=path, hint="fix the syntax at that line") from e
     except (OSError, UnicodeDecodeError) as e:
-        raise SpecError(f"cannot read the sidecar ({e})", path=path, transient=True) from e
+        raise SpecError(f"cannot read the sidecar ({e})", path=path) from e
     check_keys(table, ["styles"], error=SpecError, path=path, prefix="")
     styles = table.get("styles", [])
     if not isinstance(styles, list) or not all(isinstance(s, str) for s in styles):
         raise SpecError("expected a list of style names", path=path, key="styles", hint='styles = ["neon"]')
     return styles
+
+
+class TrackChecks:
+    """A new track's cheap checks (stat, size, stated duration), then its hash, in one background thread."""
+
+    def __init__(self, *, limits: AudioLimits, hash_file: Callable[[Path], str], on_done: Callable[[], None]) -> None:
+        self.limits = limits
+        self.hash_file = hash_file
+        self.on_done = on_done  # called from the thread: ask the loop for a rescan
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="afx-checks")
+        self._lock = threading.Lock()
+        self._work: dict[Path, tuple[tuple[int, int], Future[str | AfxError]]] = {}
+
+    def result(self, seen: SeenFile) -> str | AfxError | None:
+        """The hash or the refusal of `seen` as it is now; None while the work runs (it is started here)."""
+        state = (seen.size, seen.mtime_ns)
+        with self._lock:
+            found = self._work.get(seen.path)
+            if found is None or found[0] != state:
+                future = self._pool.submit(self._check, seen.path)
+                future.add_done_callback(lambda _: self.on_done())
+                self._work[seen.path] = (state, future)
+                return None
+            if not found[1].done():
+                return None
+            del self._work[seen.path]
+        return found[1].result()
+
+    def _check(self, path: Path) -> str | AfxError:
+        try:
+            check_track(path, self.limits)
+            return self.hash_file(path)
+        except AudioError as e:
+            log.warning("track.refused", track=str(path), error=e.user_line())
+            return e
+        except OSError as e:  # unreadable (or vanished: then no scan asks again)
+            log.warning("track.unreadable", track=str(path), error=str(e))
+            return AudioError(f"cannot read the file ({e.strerror or e})", path=path,
+                              hint="check its permissions (the service's user must read it)")
+        except Exception as e:  # noqa: BLE001 — the thread must always answer, or the track waits forever
+            log.error("track.check_failed", track=str(path), exc_info=e)
+            return AfxError(f"checking the file failed ({type(e).__name__}: {e})", path=path,
+                            hint="this is a bug in afx; touch the file to try again")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -256,6 +316,7 @@ class Plan:
     jobs: list[NewJob] = field(default_factory=list)  # every job the current files call for
     outputs: list[Publication] = field(default_factory=list)  # every video that should be published
     tracks: list[PlannedTrack] = field(default_factory=list)  # the settled tracks
+    hashing: list[Path] = field(default_factory=list)  # settled tracks still being checked and hashed
     problems: dict[str, tuple[BaseException, Path, dict[str, Any]]] = field(default_factory=dict)
 
 
@@ -263,29 +324,33 @@ class Planner:
     """Settled inbox files × current styles → jobs."""
 
     def __init__(self, *, ledger: Ledger, catalog: SpecCatalog, library: Library, renders: Path,
-                 default_styles: tuple[str, ...], hash_file: Callable[[Path], str]) -> None:
+                 default_styles: tuple[str, ...], hash_file: Callable[[Path], str],
+                 limits: AudioLimits = AudioLimits(), on_checked: Callable[[], None] = lambda: None) -> None:
         self.ledger = ledger
         self.catalog = catalog
         self.library = library
         self.renders = renders
         self.default_styles = default_styles
-        self.hash_file = hash_file
-        self._hashes: dict[Path, tuple[int, int, str]] = {}
+        self.checks = TrackChecks(limits=limits, hash_file=hash_file, on_done=on_checked)
+        self._hashes: dict[Path, tuple[int, int, str | AfxError]] = {}
 
     def plan(self, inbox: ScanResult, *, tick: Callable[[], None] = lambda: None) -> Plan:
         plan = Plan()
         for path, reason in inbox.refused:
-            rel = path.relative_to(inbox.root).as_posix()
-            error = AfxError(f"refused: {reason}", path=path, hint="copy the file into the inbox instead of linking it")
-            report = problem_report_path(self.renders, INBOX_REPORTS, rel)
-            plan.problems[str(path)] = (error, report, {"track": str(path)})
+            rel = PurePosixPath(path.relative_to(inbox.root).as_posix())
+            error = AfxError(f"refused: {reason}", path=path, hint=refusal_hint(reason) or None)
+            plan.problems[str(path)] = (error, self.inbox_report(rel), {"track": str(path)})
         settled = {f.rel: f for f in inbox.settled}
         for seen in inbox.settled:
             if not is_track(seen.rel):
                 continue
             sha = self._sha(seen)
             tick()
+            if isinstance(sha, AfxError):
+                plan.problems[str(seen.path)] = (sha, self.inbox_report(seen.rel), {"track": str(seen.path)})
+                continue
             if sha is None:
+                plan.hashing.append(seen.path)
                 continue
             track = PlannedTrack(file=seen, sha256=sha)
             plan.tracks.append(track)
@@ -297,20 +362,24 @@ class Planner:
                                                 style_name=spec.name))
         return plan
 
-    def _sha(self, seen: SeenFile) -> str | None:
-        """Content hash, reused while size and mtime are unchanged (in memory, then from the ledger)."""
+    def inbox_report(self, rel: PurePosixPath) -> Path:
+        return problem_report_path(self.renders, INBOX_REPORTS, rel.as_posix())
+
+    def _sha(self, seen: SeenFile) -> str | AfxError | None:
+        """Content hash, reused while size and mtime are unchanged (in memory, then from the ledger); else
+        the cheap checks and the hash are started in the background: None until they are done, or the
+        AfxError that refuses the file."""
         cached = self._hashes.get(seen.path)
         if cached and cached[:2] == (seen.size, seen.mtime_ns):
             return cached[2]
-        sha = self.ledger.known_hash(seen.path, size=seen.size, mtime_ns=seen.mtime_ns)
+        sha: str | AfxError | None = self.ledger.known_hash(seen.path, size=seen.size, mtime_ns=seen.mtime_ns)
         if sha is None:
-            try:
-                sha = self.hash_file(seen.path)
-            except OSError as e:
-                log.warning("track.unreadable", track=str(seen.path), error=str(e))
+            sha = self.checks.result(seen)
+            if sha is None:
                 return None
-            self.ledger.record_track(seen.path, sha256=sha, size=seen.size, mtime_ns=seen.mtime_ns)
-            log.info("track.seen", track=str(seen.path), sha256=sha[:12], bytes=seen.size)
+            if isinstance(sha, str):
+                self.ledger.record_track(seen.path, sha256=sha, size=seen.size, mtime_ns=seen.mtime_ns)
+                log.info("track.seen", track=str(seen.path), sha256=sha[:12], bytes=seen.size)
         self._hashes[seen.path] = (seen.size, seen.mtime_ns, sha)
         return sha
 

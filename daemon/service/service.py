@@ -15,22 +15,22 @@ import os
 import select
 import shutil
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from daemon.atomic import SCRATCH_MARK, atomic_link, scratch_pid
+from daemon.atomic import HOST, SCRATCH_MARK, atomic_link, scratch_is_ours, scratch_owner
 from daemon.audio.decode import file_sha256
 from daemon.config import ServiceConfig, load_config
-from daemon.errors import AfxError, AudioError, ConfigError, LedgerError, RenderError
+from daemon.errors import (AfxError, AudioError, ConfigError, JobCrashed, LedgerError, StorageError,
+                           TrackRemoved, storage_errors)
 from daemon.library import Library
 from daemon.logs import configure_logging, get_logger
 from daemon.naming import error_report_path, report_path, store_video
 from daemon.report import failure_report, now_iso, write_json_atomic
-from daemon.service.executor import Executor, LocalExecutor, Outcome, WorkItem, worker_devices
+from daemon.service.executor import Executor, Outcome, WorkItem, make_executor, worker_devices
 from daemon.service.ledger import Job, Ledger
 from daemon.service.notify import Notifier
 from daemon.service.planner import Plan, Planner, ProblemBook, Publication, SpecCatalog, style_report_path
@@ -40,7 +40,6 @@ from daemon.service.watch import FolderWatcher, ScanResult, SettleTracker
 
 log = get_logger("afx.service")
 
-HOST = socket.gethostname()
 LOCK_FILE = "service.lock"
 PROGRESS_S = 1.0  # how often running jobs' progress is written (and leases renewed)
 DISPATCH_S = 2.0  # how often idle workers look for work when nothing woke them (back-offs, `afx retry`)
@@ -127,6 +126,7 @@ class Service:
         self.ready = False
         self.abandoned = False  # a job did not stop within the timeout
         self.failures: dict[str, int] = {}  # consecutive failures of each of the loop's duties
+        self.scans = 0  # full scans so far (an idle service must not rescan in a loop)
         self._lock_fd: int | None = None
 
     # ── life cycle ───────────────────────────────────────────────────────────────────────────────────────
@@ -156,10 +156,14 @@ class Service:
         self._lock(config.path("state") / LOCK_FILE)
         self.ledger = Ledger(ledger_path(config))
         for key in self.ledger.recover(host=HOST, alive=pid_alive):
-            log.warning("job.recovered", job=key, reason="its service stopped without finishing it")
+            progressed = self._progressed(key)
+            if progressed:
+                self.ledger.forgive(key)  # the service's death is not this job's fault: it was advancing
+            log.warning("job.recovered", job=key, reason="its service stopped without finishing it",
+                        progressed=progressed)
         upgrade_state(self.ledger, Library(config.path("library")), renders=config.path("renders"))
         self.devices = worker_devices(config)
-        self.executor: Executor = LocalExecutor(self.devices, wake=self.waker.poke)
+        self.executor: Executor = make_executor(config, self.devices, wake=self.waker.poke)
         self.problems = ProblemBook(self.ledger)
         self.folders = self._folders(config)
         self.folders.watcher.start()
@@ -170,12 +174,27 @@ class Service:
                  renders=str(config.path("renders")), library=str(config.path("library")),
                  ledger=str(self.ledger.path), workers=self.devices, notify=self.notifier.enabled)
 
+    def _progressed(self, key: str) -> bool:
+        """Whether a job its service died under had made lasting progress: a training whose checkpoint was
+        written during that attempt (a render starts over, so it never has)."""
+        job = self.ledger.get(key)
+        if job is None or job.kind != "train" or job.started is None:
+            return False
+        from daemon.train import CHECKPOINT_FILE
+
+        checkpoint = self.config.path("state") / "checkpoints" / job.style_id / CHECKPOINT_FILE
+        try:
+            return checkpoint.stat().st_mtime > job.started
+        except OSError:
+            return False
+
     def _folders(self, config: ServiceConfig) -> Scanning:
         library = Library(config.path("library"))
         catalog = SpecCatalog(ledger=self.ledger, limits=config.limits, renders=config.path("renders"),
                               problems=self.problems)
         planner = Planner(ledger=self.ledger, catalog=catalog, library=library, renders=config.path("renders"),
-                          default_styles=config.default_styles, hash_file=file_sha256)
+                          default_styles=config.default_styles, hash_file=file_sha256,
+                          limits=config.limits.audio(), on_checked=lambda: self.folders.watcher.changed())
         watcher = FolderWatcher([config.path("inbox"), config.path("specs")], polling=config.polling,
                                 rescan_s=config.rescan_s, wake=self.waker.poke)
         inbox = SettleTracker(settle_s=config.settle_s)
@@ -219,10 +238,14 @@ class Service:
             return
         try:
             self.folders.watcher.stop()
+            self.folders.planner.checks.close()
             deadline = time.monotonic() + max(1.0, self.config.stop_timeout_s - STOP_MARGIN_S)
             left = self.executor.running()
             while left and time.monotonic() < deadline and not self.flags.force:  # a second signal: at once
                 left = self.executor.shutdown(timeout=0.2)
+            if left:
+                self.executor.kill()  # jobs in child processes: end them, they are requeued below
+                left = self.executor.shutdown(timeout=5.0)
             self.collect()
             for key in left:
                 self.ledger.release(key, owner=self.owner)
@@ -306,7 +329,8 @@ class Service:
             superseded = self._supersede(plan, inbox)
         self.timers.next_scan = min(t for t in (f.watcher.next_due(), specs.next_check, inbox.next_check)
                                     if t is not None)
-        counts = {"tracks": len(plan.tracks), "pending": len(inbox.pending) + len(specs.pending),
+        self.scans += 1
+        counts = {"tracks": len(plan.tracks), "pending": len(inbox.pending) + len(specs.pending) + len(plan.hashing),
                   "styles": len(f.catalog.styles()), "new_jobs": created, "superseded": superseded}
         if counts != f.last_counts or created:
             log.info("scan.done", **counts, refused=len(inbox.refused), inbox_available=inbox.available,
@@ -321,7 +345,7 @@ class Service:
         wanted = {job.key for job in plan.jobs}
         styles = {spec.style_id for spec in self.folders.catalog.styles()}
         planned = {track.sha256 for track in plan.tracks}
-        settling = {str(path) for path in inbox.pending}
+        settling = {str(path) for path in (*inbox.pending, *plan.hashing)}
 
         def stale(job: Job) -> bool:
             if job.key in wanted:
@@ -344,17 +368,18 @@ class Service:
         idle = self.executor.idle()
         while idle and self.flags.stop is None:
             slot = idle[0]
-            device = slot.split("#")[0]
+            device = slot.device
             job = self.ledger.claim(owner=self.owner, lease_s=self.config.lease_s, ready=self._ready, worker=device)
             if job is None:
                 return
             if job.attempts > self.config.retries + 1:
-                # started this often without ever ending: it takes the whole service down (out of memory?)
-                error = AfxError(f"the service stopped {job.attempts - 1} times while running this job",
-                                 hint="look for a crash or the out-of-memory killer in the journal; "
-                                      "`afx retry` requeues it", transient=True)
+                # started this often without ever ending or progressing (see `start`): it takes the whole
+                # service down
+                error = JobCrashed(f"the service stopped {job.attempts - 1} times while running this job",
+                                   hint="look for a crash or the out-of-memory killer in the journal; "
+                                        "`afx retry` requeues it")
                 self._failed(job, Outcome(key=job.key, status="failed", error=error, output=None, seconds=0.0,
-                                          worker=slot))
+                                          worker=slot.name))
                 continue
             idle.pop(0)
             try:
@@ -461,8 +486,8 @@ class Service:
                     log.error("render.publish_failed", job=job.key[:16], video=str(publication.video), error=str(e))
                     continue
                 if not published:
-                    error = RenderError("the finished render is missing from the store", transient=True,
-                                        path=store_video(self.config.path("renders"), job.key))
+                    error = StorageError("the finished render is missing from the store",
+                                         path=store_video(self.config.path("renders"), job.key))
                     self._failed(job, replace(outcome, status="failed", error=error))
                     return
             self.ledger.finish(job.key, owner=self.owner, output=outcome.output)
@@ -483,12 +508,19 @@ class Service:
 
     def _failed(self, job: Job, outcome: Outcome) -> None:
         error = outcome.error or RuntimeError("unknown failure")
-        if job.kind == "render" and isinstance(error, AudioError) and self._track_path(job) is None:
-            # the file went away while queued: not the content's fault; wait for it to come back
-            self.ledger.release(job.key, owner=self.owner, not_before=time.time() + self.config.rescan_s)
-            log.warning("job.track_missing", job=job.key[:16], what=job.label())
+        if job.kind == "render" and (isinstance(error, TrackRemoved)
+                                     or isinstance(error, AudioError) and self._track_path(job) is None):
+            # the file went away (or changed) while queued or rendering: not the content's fault; the job
+            # waits for it to come back (a changed track is new content: its own job renders it)
+            removed = error if isinstance(error, TrackRemoved) else TrackRemoved(
+                "track removed before it was rendered", path=job.track_path,
+                hint="put it back: it is rendered when it returns")
+            self.ledger.release(job.key, owner=self.owner, not_before=time.time() + self.config.rescan_s,
+                                error={**removed.to_dict(), "summary": removed.user_line(),
+                                       "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            log.warning("job.track_removed", job=job.key[:16], what=job.label(), error=removed.user_line())
             return
-        transient = error.transient if isinstance(error, AfxError) else True
+        transient = error.transient if isinstance(error, AfxError) else True  # unclassified: internal error
         retry_at = None
         if not transient:
             state = "bad_input"
@@ -503,7 +535,11 @@ class Service:
                     "retry_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(retry_at)) if retry_at else None,
                     "style_id": job.style_id, "output": job.output}})
         for path in report_paths:
-            write_json_atomic(path, report)
+            try:
+                with storage_errors(path, "writing the failure report"):
+                    write_json_atomic(path, report)
+            except (StorageError, OSError) as e:  # a full disk must not lose the job's state: the ledger comes first
+                log.warning("report.unwritable", report=str(path), error=str(e))
         self.ledger.fail(job.key, owner=self.owner, state=state, not_before=retry_at or 0.0,
                          error={**report["error"], "report": str(report_paths[0]), "time": report["time"]})
         log.error("job.failed", job=job.key[:16], kind=job.kind, what=job.label(), state=state,
@@ -525,6 +561,7 @@ class Service:
             log.warning("config.state_unchanged", reason="a new state folder needs a restart")
             new = _with_state(new, self.config)
         self.folders.watcher.stop()
+        self.folders.planner.checks.close()
         self.config = new
         configure_logging(json_lines=new.log_json, level="info")
         self.folders = self._folders(new)
@@ -562,15 +599,22 @@ def _with_state(new: ServiceConfig, old: ServiceConfig) -> ServiceConfig:
 
 
 def sweep_scratch(config: ServiceConfig) -> int:
-    """Remove scratch files a killed run left: `.x.partial-PID-…` of dead pids (daemon.atomic), and old
-    `.tmp` files and folders of earlier versions."""
+    """Remove scratch files a killed run left: `.x.partial-HOST-PID-…` (daemon.atomic) of dead pids on this
+    host, or, from another host, untouched for SCRATCH_AGE_S; and old `.tmp` files and folders."""
     removed = 0
     now = time.time()
     renders, library = config.path("renders"), config.path("library")
     for root in (renders, library):
         for path in list(root.rglob(f".*{SCRATCH_MARK}*")) if root.is_dir() else []:
-            pid = scratch_pid(path.name)
-            if pid is not None and pid != os.getpid() and not pid_alive(pid):
+            owner = scratch_owner(path.name)
+            if owner is None:
+                continue
+            host, pid = owner
+            if scratch_is_ours(host):
+                dead = pid != os.getpid() and not pid_alive(pid)
+            else:
+                dead = _older_than(path, SCRATCH_AGE_S, now)
+            if dead:
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
                 removed += 1
     for root in (renders, library):
@@ -585,3 +629,10 @@ def sweep_scratch(config: ServiceConfig) -> int:
     if removed:
         log.info("scratch.removed", count=removed)
     return removed
+
+
+def _older_than(path: Path, age_s: float, now: float) -> bool:
+    try:
+        return now - path.lstat().st_mtime > age_s
+    except OSError:
+        return False

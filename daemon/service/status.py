@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
+from daemon.atomic import HOST
 from daemon.audio.decode import file_sha256
 from daemon.config import ServiceConfig
 from daemon.service.ledger import LEDGER_FILE, Job, Ledger
 
-HOST = socket.gethostname()
 HEARTBEAT_S = 2.0  # how often the service writes its heartbeat to the ledger
 
 

@@ -2,7 +2,10 @@
 
 Two parts. `SettleTracker.scan(root)` lists a folder recursively and decides, from what it saw in earlier
 scans, which files are *settled*: size and mtime unchanged for `settle_s` and readable (a copy over the
-network takes minutes, and a half-written file must never be picked up). `FolderWatcher` wraps watchdog's
+network takes minutes, and a half-written file must never be picked up). A settled file that cannot be
+used (empty, unreadable, a FIFO, a dangling or escaping symlink) is *refused* with the reason, never
+left pending: pending files are only those still inside their settle time, so an idle service with bad
+files present sleeps until its next rescan. `FolderWatcher` wraps watchdog's
 observer: its events only mark a debounced "rescan needed"; full rescans also run at start and every
 `rescan_s`, because watchdog misses events on network mounts and under inotify overflow. Nothing here
 deletes anything: a missing or empty folder is reported as such and the caller keeps its state.
@@ -11,6 +14,7 @@ deletes anything: a missing or empty folder is reported as such and the caller k
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +35,25 @@ TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".swp", ".swx", ".crdownl
 TEMP_NAMES = frozenset({"4913"})
 #: watchdog events that do not change a file (our own reads must not trigger rescans)
 QUIET_EVENTS = frozenset({"opened", "closed_no_write"})
+
+
+#: why a settled file is refused (the report's message), and what to do about it
+EMPTY = "the file is empty (0 bytes)"
+NOT_REGULAR = "not a regular file (a FIFO, socket or device)"
+DANGLING = "the symlink's target does not exist"
+UNREADABLE = "the file cannot be opened for reading"
+LEADS_OUT = "the symlink leads out of the watched folder"
+REFUSAL_HINTS = {
+    EMPTY: "the copy may have failed: copy it again (it is picked up once it has content)",
+    NOT_REGULAR: "put an audio file there instead",
+    DANGLING: "fix or remove the link",
+    UNREADABLE: "check its permissions (the service's user must read it)",
+    LEADS_OUT: "copy the file into the inbox instead of linking it",
+}
+
+
+def refusal_hint(reason: str) -> str:
+    return next((hint for start, hint in REFUSAL_HINTS.items() if reason.startswith(start)), "")
 
 
 def is_ignored(rel: PurePosixPath | str) -> bool:
@@ -106,16 +129,27 @@ class SettleTracker:
                 continue
             try:
                 st = path.stat()
-            except OSError:
-                continue  # vanished, or a dangling link: nothing to do until it comes back
+            except FileNotFoundError:
+                if path.is_symlink():
+                    refused.append((path, DANGLING))
+                continue  # vanished between listing and stat: nothing to do
+            except OSError as e:
+                refused.append((path, f"{UNREADABLE} ({e.strerror})"))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                refused.append((path, NOT_REGULAR))  # a FIFO would block the first read forever
+                continue
             seen.add(path)
             ready_at = self._observe(path, st.st_size, st.st_mtime_ns, now)
-            if ready_at <= now and st.st_size > 0 and _opens(path):
-                settled.append(SeenFile(path=path, rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns))
-            else:
+            if ready_at > now:
                 pending.append(path)
-                check = max(ready_at, now + 0.1)
-                next_check = check if next_check is None else min(next_check, check)
+                next_check = ready_at if next_check is None else min(next_check, ready_at)
+            elif st.st_size == 0:
+                refused.append((path, EMPTY))  # it leaves this state by changing, which a scan notices
+            elif not _opens(path):
+                refused.append((path, UNREADABLE))
+            else:
+                settled.append(SeenFile(path=path, rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns))
         for path in [p for p in self.observations if _under(p, root) and p not in seen]:
             del self.observations[path]
         return ScanResult(root=root, available=True, settled=tuple(settled), pending=tuple(pending),
@@ -159,7 +193,7 @@ def _refusal(path: Path, real_root: Path) -> str | None:
     except (OSError, RuntimeError):
         return "the symlink cannot be resolved (a loop?)"
     if not target.is_relative_to(real_root):
-        return f"the symlink leads out of the watched folder (to {target})"
+        return f"{LEADS_OUT} (to {target})"
     return None
 
 
@@ -239,6 +273,10 @@ class FolderWatcher:
             self.stop()
             self.start()
             self._changed()
+
+    def changed(self) -> None:
+        """Ask for a rescan (after the debounce), from any thread: an event, or a track hashed off the loop."""
+        self._changed()
 
     def _changed(self) -> None:
         now = time.monotonic()
