@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from daemon.atomic import atomic_path, atomic_replace_dir, atomic_write_text, scratch_pid
+from daemon.atomic import atomic_path, atomic_replace_dir, atomic_write_text, scratch_is_ours, scratch_owner
 from daemon.naming import (INBOX_REPORTS, SPECS_REPORTS, STYLE_REPORTS, error_report_path, report_path,
                            settings_tag, style_stem, track_folder, video_path)
 
@@ -104,11 +104,21 @@ def test_concurrent_mood_boards_never_collide(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["index.html"]
 
 
+def test_scratch_owner_reads_host_and_pid_of_every_scratch_form() -> None:
+    assert scratch_owner(".v.partial-build_host_1-4242-0a1b2c3d.mp4") == ("build_host_1", 4242)
+    assert scratch_owner(".v.partial-my-box-7-0a1b2c3d") == ("my-box", 7)  # hyphens stay in the host
+    assert scratch_owner(".v.partial-4242.mp4") == ("", 4242)  # before hosts were recorded
+    assert scratch_owner("v.mp4") is None and scratch_owner(".v.partial-x.mp4") is None
+    assert scratch_is_ours("") and not scratch_is_ours("some_other_host")
+
+
 def test_atomic_path_publishes_whole_or_not_at_all(tmp_path: Path) -> None:
     dest = tmp_path / "v.mp4"
     atomic_write_text(dest, "old")
     with pytest.raises(RuntimeError), atomic_path(dest) as tmp:
-        assert tmp.parent == tmp_path and tmp.suffix == ".mp4" and scratch_pid(tmp.name) == os.getpid()
+        assert tmp.parent == tmp_path and tmp.suffix == ".mp4"
+        host, pid = scratch_owner(tmp.name)
+        assert pid == os.getpid() and scratch_is_ours(host)
         tmp.write_text("half")
         raise RuntimeError("encoder died")
     assert dest.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["v.mp4"]
