@@ -21,7 +21,7 @@ from pathlib import Path
 
 SCRATCH_MARK = ".partial-"  # in every scratch name: `.{name}.partial-{host}-{pid}-{random}{suffix}`
 HOST = socket.gethostname()  # the one home of this machine's name (leases, scratch owners, status)
-_HOST_TAG = re.sub(r"[^A-Za-z0-9]", "_", HOST) or "host"  # no '.' or '-': the name stays parseable
+HOST_TAG = re.sub(r"[^A-Za-z0-9]", "_", HOST) or "host"  # no '.' or '-': the name stays parseable
 
 
 def umask_mode(*, directory: bool = False) -> int:
@@ -40,7 +40,7 @@ def umask_mode(*, directory: bool = False) -> int:
 def scratch_name(dest: Path) -> Path:
     """A unique hidden sibling of `dest` that keeps its suffix (ffmpeg picks the container by it)."""
     dest = Path(dest)
-    return dest.with_name(f".{dest.stem}{SCRATCH_MARK}{_HOST_TAG}-{os.getpid()}-{secrets.token_hex(4)}{dest.suffix}")
+    return dest.with_name(f".{dest.stem}{SCRATCH_MARK}{HOST_TAG}-{os.getpid()}-{secrets.token_hex(4)}{dest.suffix}")
 
 
 def scratch_owner(name: str) -> tuple[str, int] | None:
@@ -55,7 +55,7 @@ def scratch_owner(name: str) -> tuple[str, int] | None:
 
 def scratch_is_ours(host: str) -> bool:
     """Whether a scratch owner's host tag is this machine (an empty tag: older names, written here)."""
-    return host in ("", _HOST_TAG)
+    return host in ("", HOST_TAG)
 
 
 def fsync_dir(folder: Path) -> None:

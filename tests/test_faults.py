@@ -108,54 +108,54 @@ def s(body: str) -> str:
 
 # (where it goes, name, how it is made, the report it gets (under renders/), words the report must say)
 BAD_INPUT: list[tuple[str, str, Maker, str, str]] = [
-    ("inbox", "empty.wav", content(b""), "_inbox/empty", "the file is empty (0 bytes)"),
-    ("inbox", "sub/empty2.flac", content(b""), "_inbox/sub-empty2", "the file is empty (0 bytes)"),
-    ("inbox", "pipe.wav", fifo, "_inbox/pipe", "not a regular file"),
-    ("inbox", "dangling.mp3", dangling, "_inbox/dangling", "the symlink's target does not exist"),
-    ("inbox", "escape.wav", escaping, "_inbox/escape", "leads out of the watched folder"),
-    ("inbox", "toobig.wav", content(lambda: os.urandom(1536 * 1024)), "_inbox/toobig", "above the limit of 1 MB"),
-    ("inbox", "toolong.wav", content(lambda: wav_bytes(10.0, rate=8000)), "_inbox/toolong",
+    ("inbox", "empty.wav", content(b""), "_inbox/empty.wav", "the file is empty (0 bytes)"),
+    ("inbox", "sub/empty2.flac", content(b""), "_inbox/sub/empty2.flac", "the file is empty (0 bytes)"),
+    ("inbox", "pipe.wav", fifo, "_inbox/pipe.wav", "not a regular file"),
+    ("inbox", "dangling.mp3", dangling, "_inbox/dangling.mp3", "the symlink's target does not exist"),
+    ("inbox", "escape.wav", escaping, "_inbox/escape.wav", "leads out of the watched folder"),
+    ("inbox", "toobig.wav", content(lambda: os.urandom(1536 * 1024)), "_inbox/toobig.wav", "above the limit of 1 MB"),
+    ("inbox", "toolong.wav", content(lambda: wav_bytes(10.0, rate=8000)), "_inbox/toolong.wav",
      "above the maximum of 8 s"),
-    ("inbox", "text.mp3", content(b"This is a text file, not audio.\n" * 20), "text/good", "could not decode"),
-    ("inbox", "corrupt.flac", content(b"fLaC\x00\x00\x00\x22" + bytes(range(256)) * 8), "corrupt/good",
+    ("inbox", "text.mp3", content(b"This is a text file, not audio.\n" * 20), "text.mp3/good", "could not decode"),
+    ("inbox", "corrupt.flac", content(b"fLaC\x00\x00\x00\x22" + bytes(range(256)) * 8), "corrupt.flac/good",
      "could not decode"),
-    ("inbox", "noise.wav", content(lambda: random.Random(3).randbytes(50_000)), "noise/good", "could not decode"),
-    ("inbox", "headeronly.wav", content(header_only_wav()), "headeronly/good", "no audio stream could be decoded"),
-    ("inbox", "picture.ogg", image, "picture/good", "no audio stream"),
-    ("inbox", "videoonly.m4a", video_only, "videoonly/good", "no audio stream"),
-    ("inbox", "archive.mp3", content(zip_bytes), "archive/good", "could not decode"),
-    ("inbox", "data.wav", content(b'{"not": "audio"}' * 50), "data/good", "could not decode"),
-    ("inbox", "blip.wav", content(lambda: wav_bytes(0.2)), "blip/good", "below the minimum"),
-    ("inbox", "holed.ogg", holed_ogg, "holed/good", "the file is truncated"),
-    ("inbox", "side1.wav", with_sidecar('styles = ["good"\n'), "_inbox/side1", "not valid TOML"),
-    ("inbox", "side2.wav", with_sidecar('styles = ["nope"]\n'), "_inbox/side2", "no style named 'nope'"),
-    ("inbox", "side3.wav", with_sidecar('styles = "good"\n'), "_inbox/side3", "expected a list of style names"),
-    ("inbox", "side4.wav", with_sidecar('stiles = ["good"]\n'), "_inbox/side4", "unknown key"),
-    ("specs", "blank.toml", content(b""), "_specs/blank", "the file is empty (0 bytes)"),
-    ("specs", "spaces.toml", spec_text("\n   \n"), "_specs/spaces", "needs at least one prompt"),
-    ("specs", "syntax.toml", spec_text('prompts = ["a"\n'), "_specs/syntax", "not valid TOML"),
-    ("specs", "typo.toml", spec_text('promtps = ["a"]\n'), "_specs/typo", "did you mean 'prompts'"),
-    ("specs", "oddwidth.toml", spec_text(s("[render]\nwidth = 65\n")), "_specs/oddwidth", "65 is odd"),
-    ("specs", "huge.toml", spec_text(s("[render]\nwidth = 7680\nheight = 4320\n")), "_specs/huge",
+    ("inbox", "noise.wav", content(lambda: random.Random(3).randbytes(50_000)), "noise.wav/good", "could not decode"),
+    ("inbox", "headeronly.wav", content(header_only_wav()), "headeronly.wav/good", "no audio stream could be decoded"),
+    ("inbox", "picture.ogg", image, "picture.ogg/good", "no audio stream"),
+    ("inbox", "videoonly.m4a", video_only, "videoonly.m4a/good", "no audio stream"),
+    ("inbox", "archive.mp3", content(zip_bytes), "archive.mp3/good", "could not decode"),
+    ("inbox", "data.wav", content(b'{"not": "audio"}' * 50), "data.wav/good", "could not decode"),
+    ("inbox", "blip.wav", content(lambda: wav_bytes(0.2)), "blip.wav/good", "below the minimum"),
+    ("inbox", "holed.ogg", holed_ogg, "holed.ogg/good", "the file is truncated"),
+    ("inbox", "side1.wav", with_sidecar('styles = ["good"\n'), "_inbox/side1.toml", "not valid TOML"),
+    ("inbox", "side2.wav", with_sidecar('styles = ["nope"]\n'), "_inbox/side2.toml", "no style named 'nope'"),
+    ("inbox", "side3.wav", with_sidecar('styles = "good"\n'), "_inbox/side3.toml", "expected a list of style names"),
+    ("inbox", "side4.wav", with_sidecar('stiles = ["good"]\n'), "_inbox/side4.toml", "unknown key"),
+    ("specs", "blank.toml", content(b""), "_specs/blank.toml", "the file is empty (0 bytes)"),
+    ("specs", "spaces.toml", spec_text("\n   \n"), "_specs/spaces.toml", "needs at least one prompt"),
+    ("specs", "syntax.toml", spec_text('prompts = ["a"\n'), "_specs/syntax.toml", "not valid TOML"),
+    ("specs", "typo.toml", spec_text('promtps = ["a"]\n'), "_specs/typo.toml", "did you mean 'prompts'"),
+    ("specs", "oddwidth.toml", spec_text(s("[render]\nwidth = 65\n")), "_specs/oddwidth.toml", "65 is odd"),
+    ("specs", "huge.toml", spec_text(s("[render]\nwidth = 7680\nheight = 4320\n")), "_specs/huge.toml",
      "limits.max_render_pixels"),
-    ("specs", "steps.toml", spec_text(s("[training]\niterations = 999999\n")), "_specs/steps",
+    ("specs", "steps.toml", spec_text(s("[training]\niterations = 999999\n")), "_specs/steps.toml",
      "above the maximum 20000"),
     ("specs", "prompts.toml", spec_text("prompts = [" + ", ".join(f'"p{i}"' for i in range(20)) + "]\n"),
-     "_specs/prompts", "at most 16"),
-    ("specs", "longprompt.toml", spec_text('prompts = ["' + "x" * 400 + '"]\n'), "_specs/longprompt",
+     "_specs/prompts.toml", "at most 16"),
+    ("specs", "longprompt.toml", spec_text('prompts = ["' + "x" * 400 + '"]\n'), "_specs/longprompt.toml",
      "at most 300"),
-    ("specs", "emptyprompt.toml", spec_text('prompts = [""]\n'), "_specs/emptyprompt", "the prompt is empty"),
-    ("specs", "wrongtype.toml", spec_text('prompts = "x"\n'), "_specs/wrongtype", "expected a list of prompts"),
-    ("specs", "zerofps.toml", spec_text(s("[render]\nfps = 0\n")), "_specs/zerofps", "below the minimum 1"),
-    ("specs", "depth.toml", spec_text(s("[network]\ndepth = -1\n")), "_specs/depth", "below the minimum 1"),
-    ("specs", "feature.toml", spec_text(s('[audio]\nfeatures = ["nope"]\n')), "_specs/feature",
+    ("specs", "emptyprompt.toml", spec_text('prompts = [""]\n'), "_specs/emptyprompt.toml", "the prompt is empty"),
+    ("specs", "wrongtype.toml", spec_text('prompts = "x"\n'), "_specs/wrongtype.toml", "expected a list of prompts"),
+    ("specs", "zerofps.toml", spec_text(s("[render]\nfps = 0\n")), "_specs/zerofps.toml", "below the minimum 1"),
+    ("specs", "depth.toml", spec_text(s("[network]\ndepth = -1\n")), "_specs/depth.toml", "below the minimum 1"),
+    ("specs", "feature.toml", spec_text(s('[audio]\nfeatures = ["nope"]\n')), "_specs/feature.toml",
      "unknown feature set 'nope'"),
-    ("specs", "sweep.toml", spec_text(s('[sweep]\n"training.nothing" = [1, 2]\n')), "_specs/sweep",
+    ("specs", "sweep.toml", spec_text(s('[sweep]\n"training.nothing" = [1, 2]\n')), "_specs/sweep.toml",
      "unknown sweep key"),
-    ("specs", "zzdup.toml", spec_text('name = "good"\nprompts = ["b"]\n'), "_specs/zzdup",
-     "style name 'good' is already defined"),
-    ("specs", "pipe.toml", fifo, "_specs/pipe", "not a regular file"),
-    ("specs", "link.toml", dangling, "_specs/link", "the symlink's target does not exist"),
+    ("specs", "zzdup.toml", spec_text('name = "good"\nprompts = ["b"]\n'), "_specs/zzdup.toml",
+     "style name 'good' already belongs to"),
+    ("specs", "pipe.toml", fifo, "_specs/pipe.toml", "not a regular file"),
+    ("specs", "link.toml", dangling, "_specs/link.toml", "the symlink's target does not exist"),
     ("specs", "weights.toml", spec_text(s('[training]\nclip_model = "afx-tiny"\npretrained = "/nowhere/w.pt"\n'
                                           'iterations = 2\nresolution = 32\n')),
      "_styles/weights", "/nowhere/w.pt"),
@@ -178,7 +178,7 @@ def bad_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceUnderTe
     svc.start()
     expected = [f"{rel}.error.json" for _, _, _, rel, _ in BAD_INPUT]
     try:
-        svc.wait(lambda: "fine/good.mp4" in svc.renders() and all(r in svc.renders() for r in expected),
+        svc.wait(lambda: "fine.wav/good.mp4" in svc.renders() and all(r in svc.renders() for r in expected),
                  timeout=180, what="every report and the good video: missing "
                  + str([r for r in expected if r not in svc.renders()]))
         yield svc
@@ -198,9 +198,9 @@ def test_each_kind_of_bad_input_gets_a_report_saying_why(bad_run: ServiceUnderTe
 
 def test_the_service_keeps_working_through_all_of_it(bad_run: ServiceUnderTest) -> None:
     assert len(BAD_INPUT) >= 30
-    assert report(bad_run, "fine/good.json")["video"]["frames"] == 15
+    assert report(bad_run, "fine.wav/good.json")["video"]["frames"] == 15
     bad_run.track("later.wav", seed=5)  # …and a track dropped afterwards is rendered too
-    bad_run.wait(lambda: "later/good.mp4" in bad_run.renders(), timeout=90, what="the later track's video")
+    bad_run.wait(lambda: "later.wav/good.mp4" in bad_run.renders(), timeout=90, what="the later track's video")
     status = bad_run.status()
     assert status["service"]["state"] == "running"
     file_problems = {str((bad_run.root / where / name).with_suffix(".toml" if "side" in name else Path(name).suffix))
@@ -236,8 +236,8 @@ def test_a_job_blocked_by_a_full_disk_succeeds_once_space_is_freed(service: Serv
         assert "No space left on device" in json.loads(job["error_json"])["summary"]
         filler.unlink()
         service.wait(lambda: service.states() == ["done"], timeout=90, what="the render once space was freed")
-        assert sorted(p.name for p in disk.iterdir()) == ["song"]
-        assert sorted(p.name for p in (disk / "song").iterdir()) == ["good.json", "good.mp4"]
+        assert sorted(p.name for p in disk.iterdir() if p.name != ".store") == ["song.wav"]
+        assert sorted(p.name for p in (disk / "song.wav").iterdir()) == ["good.json", "good.mp4"]
         assert service.stop()[0] == 0
     finally:
         service.cleanup()
@@ -261,14 +261,14 @@ def test_a_copy_that_stalls_past_settle_time_is_taken_again_and_its_render_repla
     path = service.root / "inbox" / "slow.wav"
     path.write_bytes(whole[: len(whole) // 3])  # the copy stalls after a third
     service.start()
-    service.wait(lambda: "slow/good.json" in service.renders(), timeout=90, what="the render of the partial file")
-    assert report(service, "slow/good.json")["video"]["duration_s"] < 1.5
+    service.wait(lambda: "slow.wav/good.json" in service.renders(), timeout=90, what="the render of the partial file")
+    assert report(service, "slow.wav/good.json")["video"]["duration_s"] < 1.5
     with open(path, "ab") as f:  # the copy resumes and completes
         f.write(whole[len(whole) // 3:])
     full_sha = hashlib.sha256(whole).hexdigest()
-    service.wait(lambda: report(service, "slow/good.json")["track"]["sha256"] == full_sha, timeout=90,
+    service.wait(lambda: report(service, "slow.wav/good.json")["track"]["sha256"] == full_sha, timeout=90,
                  what="the render of the completed file replacing the truncated one")
-    assert report(service, "slow/good.json")["video"]["duration_s"] == pytest.approx(3.0, abs=0.15)
+    assert report(service, "slow.wav/good.json")["video"]["duration_s"] == pytest.approx(3.0, abs=0.15)
     assert not service.partials()
     assert service.stop()[0] == 0
 
@@ -295,7 +295,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_leaves_no_partial_file(serv
     service.wait(lambda: service.states("render") == ["done"] * 4 and service.states("train") == ["done"],
                  timeout=240, what=f"every job after kills at {moments} s")
     service.wait(lambda: not service.partials(), timeout=20, what="scratch files of the killed runs removed")
-    expected = sorted(f"t{i}/{s}.{e}" for i in range(2) for s in ("good", "fresh") for e in ("json", "mp4"))
+    expected = sorted(f"t{i}.wav/{s}.{e}" for i in range(2) for s in ("good", "fresh") for e in ("json", "mp4"))
     assert service.renders() == expected, f"kills at {moments} s"
     for rel in expected[::2]:  # each report describes the video at its path
         found: dict[str, Any] = report(service, rel)

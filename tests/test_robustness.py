@@ -407,11 +407,13 @@ def test_an_idle_service_with_bad_files_does_not_rescan_in_a_loop(tmp_path: Path
     service = Service(config)
     service.start()
     try:
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:  # settle, report
+        deadline = time.monotonic() + 30.0  # settle, report (the first step also starts the job processes)
+        reports: list[str] = []
+        while time.monotonic() < deadline and len(reports) < 4:
             service.step()
-        reports = sorted(p.name for p in (tmp_path / "renders").rglob("*.error.json"))
-        assert reports == ["blank.error.json", "empty.error.json", "gone.error.json", "pipe.error.json"]
+            reports = sorted(p.name for p in (tmp_path / "renders").rglob("*.error.json"))
+        assert reports == ["blank.toml.error.json", "empty.wav.error.json", "gone.wav.error.json",
+                           "pipe.wav.error.json"]
         before = service.scans
         deadline = time.monotonic() + 3.0
         steps = 0
@@ -442,15 +444,17 @@ def test_a_missing_reference_track_is_a_warning_in_the_training_summary(tmp_path
 
 
 def test_scratch_files_name_their_owner_and_only_dead_owners_files_are_swept(tmp_path: Path) -> None:
-    from daemon.service.service import HOST, SCRATCH_AGE_S, sweep_scratch
+    from daemon.atomic import HOST_TAG
+    from daemon.service.service import SCRATCH_AGE_S, sweep_scratch
 
     config = ServiceConfig(base=tmp_path)
     folder = tmp_path / "renders" / "song"
     folder.mkdir(parents=True)
     dead_pid = 2**22 + 1
-    names = {"mine-dead": f".a.partial-{HOST}-{dead_pid}.mp4", "mine-alive": f".b.partial-{HOST}-{os.getppid()}.mp4",
-             "legacy-dead": f".c.partial-{dead_pid}.mp4", "other-recent": ".d.partial-other.host-12-5.mp4",
-             "other-old": ".e.partial-other.host-12-6.mp4"}
+    names = {"mine-dead": f".a.partial-{HOST_TAG}-{dead_pid}-0a0b0c0d.mp4",
+             "mine-alive": f".b.partial-{HOST_TAG}-{os.getppid()}-0a0b0c0d.mp4",
+             "legacy-dead": f".c.partial-{dead_pid}.mp4", "other-recent": ".d.partial-other_host-12-0a0b0c0d.mp4",
+             "other-old": ".e.partial-other_host-12-0a0b0c0e.mp4"}
     for name in names.values():
         (folder / name).write_bytes(b"x")
     old = time.time() - SCRATCH_AGE_S - 10
