@@ -77,7 +77,8 @@ def cmd_render(args: argparse.Namespace, config: ServiceConfig) -> int:
     t, m = report["timing"], report["metrics"]
     print(f"rendered {report['video']['frames']} frames in {t['total_s']:.1f} s "
           f"({t['realtime_factor']:.2f}x real time, {report['device']}), temporal SSIM {m['temporal_ssim_mean']}, "
-          f"audio reactivity {m['audio_reactivity']} → {out}")
+          f"motion {m['motion_energy']}/s, onset alignment {m['onset_alignment']}, loud/quiet "
+          f"{m['loud_quiet_contrast']}, onset correlation {m['onset_correlation']} → {out}")
     return 0
 
 
@@ -204,7 +205,8 @@ def _sweep_report(path: Path, variants: list[Any], library: Any, config: Service
         rows.append({"name": spec.name, "variant": spec.variant, "id": spec.style_id, "folder": str(style.folder),
                      "similarity": style.training.get("mean_similarity"), "seconds": style.training.get("seconds"),
                      "temporal_ssim_mean": metrics.get("temporal_ssim_mean"),
-                     "audio_reactivity": metrics.get("audio_reactivity"),
+                     **{k: metrics.get(k) for k in ("motion_energy", "onset_alignment", "loud_quiet_contrast",
+                                                    "onset_correlation")},
                      "clip_model": style.guidance.get("clip_model"),
                      "trained_guidance": style.guidance.get("trained_guidance", False)})
     out = library.root / "_sweeps" / safe_name(path.name.split(".")[0])

@@ -24,7 +24,8 @@ from daemon.cppn import CPPNConfig, EncoderConfig
 from daemon.errors import SpecError
 from daemon.tables import bounds, check_keys, from_table, nearest, to_table
 
-TRAINER_VERSION = 1  # bump when daemon/train.py's behaviour changes: every style id changes with it
+TRAINER_VERSION = 2  # bump when daemon/train.py's behaviour changes: every style id changes with it
+# (2: the reactivity and anti-collapse terms, the pulse/motion channels)
 
 MAX_NAME_CHARS = 100  # style names become library folder names
 MAX_SWEEP_VARIANTS = 64  # a sweep trains every variant: keep a typo from queueing days of work
@@ -63,8 +64,10 @@ class TrainingSpec:
     cutouts: int = field(default=8, metadata=bounds(lo=1, hi=64))  # random crops per frame sent to CLIP
     augment: bool = True  # differentiable scale/rotation/colour jitter of cutouts
     time_points: int = field(default=4, metadata=bounds(lo=1, hi=32))  # audio time points rendered per step
-    temporal_weight: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1000.0))  # coherence between
-    # nearby time points
+    temporal_weight: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1000.0))  # reactivity: penalise
+    # frame-to-frame change the audio does not explain, reward change where the audio changes
+    collapse_weight: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1000.0))  # keep detail and
+    # change at >= 70 % of the untrained network's (no collapse to a flat colour)
     smoothness_weight: float = field(default=0.1, metadata=bounds(lo=0.0, hi=1000.0))  # total variation
     negative_weight: float = field(default=0.5, metadata=bounds(lo=0.0, hi=1000.0))  # push from negatives
     seed: int = field(default=0, metadata=bounds(lo=0, hi=2**32 - 1))  # initial weights, cutouts, samples
