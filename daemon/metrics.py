@@ -23,7 +23,8 @@ from scipy.signal import find_peaks
 import torch.nn.functional as F
 
 SSIM_WIDTH = 256
-VIDEO_PEAK_MIN = 0.5  # gray levels: a visual-change peak lower or less prominent than this is no event
+VIDEO_PEAK_MIN = 2.0  # gray levels: a visual-change peak lower or less prominent than this is no event
+# (a whole-frame flicker of one level is invisible)
 VIDEO_PEAK_SHARE = 0.15  # ... nor one less prominent than this share of the 95th percentile of change
 CONTRAST_SHARE = 0.2  # loud/quiet contrast compares the loudest and the quietest 20 % of frames
 CONTRAST_FLOOR = 0.05  # gray levels per frame added to both sides: a still video scores 1, not 0/0
