@@ -117,3 +117,24 @@ def test_a_tiny_trained_style_does_not_collapse():
     assert 0.5 <= motion / motion0 <= 2.0, measured
     assert 0.5 <= sharp / sharp0 <= 2.0, measured
     assert np.isfinite(motion) and sharp > 0.01
+
+
+def test_afx_evaluate_writes_the_table_and_contact_sheets(tmp_path, make_wav):
+    """`afx evaluate` on a synthetic track: a row per style and excerpt (plus the −90 dB copy), the targets
+    judged, the block between the markers replaced (text around it kept), a small JPEG per style."""
+    from daemon.cli import main
+
+    track = make_wav("music.wav", 2.0)
+    doc = tmp_path / "ART.md"
+    doc.write_text("# Art\n\nintro\n\n<!-- afx evaluate: begin -->\nold\n<!-- afx evaluate: end -->\n\noutro\n")
+    art = tmp_path / "art"
+    assert main(["evaluate", "--style", "random:1", "--tracks", str(track), "--seconds", "2", "--size", "64x36",
+                 "--doc", str(doc), "--art", str(art)]) == 0
+    text = doc.read_text()
+    assert text.startswith("# Art\n\nintro\n") and text.rstrip().endswith("outro") and "\nold\n" not in text
+    assert "| random-1 | music |" in text and "| random-1 | music at -90 dB |" in text
+    rows = json.loads((art / "evaluate.json").read_text())["rows"]
+    silent = next(r for r in rows if r["silent"])
+    assert silent["silence_share"] is not None and silent["silence_met"] == (silent["silence_share"] <= 0.1)
+    sheet = art / "random-1.jpg"
+    assert sheet.is_file() and sheet.stat().st_size < 300_000

@@ -36,7 +36,7 @@ def test_fp32_frames_equal_the_concatenated_network(width):
     style = random_style(3, network=CPPNConfig(width=width))
     timeline = synthetic_timeline(style, 6)
     enc = style.input_encoder
-    temporal = enc.temporal(enc.positions(6), torch.from_numpy(timeline.values))
+    temporal = enc.temporal(enc.positions(6), torch.from_numpy(timeline.values), torch.from_numpy(timeline.channels))
     with torch.no_grad():
         expected = to_uint8(style.model.forward_concat(enc.concat(enc.spatial(W, H), temporal))).view(6, H, W, 3)
     got = fast(style, timeline, precision="fp32")
@@ -104,7 +104,8 @@ def test_the_whole_frame_batched_path_cuda_runs_matches_too(dtype):
         with CudaFrames(net, enc.spatial(W, H), batch=3) as draw:
             for first in (0, 3):
                 rows = slice(first, min(first + 3, 5))
-                temporal = enc.temporal(enc.positions(5)[rows], torch.from_numpy(timeline.values[rows]))
+                temporal = enc.temporal(enc.positions(5)[rows], torch.from_numpy(timeline.values[rows]),
+                                        torch.from_numpy(timeline.channels[rows]))
                 batches.append(draw(net.frame_bias(temporal)).view(-1, H, W, 3).numpy())
     got = np.concatenate(batches)
     if dtype == torch.float32:
