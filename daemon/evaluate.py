@@ -82,7 +82,8 @@ def check_targets(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         m = r["metrics"]
         reactive = max(m["onset_alignment"] or 0.0, m["onset_correlation"] or 0.0)
-        r["react_met"] = bool((m["temporal_ssim_mean"] or 0) >= SSIM_GOAL and reactive >= ALIGNMENT_GOAL)
+        r["react_met"] = None if r["silent"] else bool((m["temporal_ssim_mean"] or 0) >= SSIM_GOAL
+                                                      and reactive >= ALIGNMENT_GOAL)  # silence has no onsets
         r["contrast_met"] = None if m["loud_quiet_contrast"] is None else m["loud_quiet_contrast"] >= CONTRAST_GOAL
         r["silence_share"] = None
         if r["silent"] and loudest is not None and loudest["metrics"]["motion_energy"]:
@@ -164,6 +165,14 @@ def summary(rows: Sequence[dict[str, Any]]) -> str:
             f"{count('react_met')}; near-silent motion ≤ {SILENCE_SHARE:.0%} of the loudest track's: "
             f"{count('silence_met')}; loud/quiet contrast ≥ {CONTRAST_GOAL}: {count('contrast_met')} "
             "(n/a: the excerpt's level hardly varies, or it is the silent one).")
+
+
+def rejudge(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of an earlier run (evaluate.json) with the targets judged again, style by style."""
+    rows = [dict(r) for r in rows]
+    for name in dict.fromkeys(r["style"] for r in rows):
+        check_targets([r for r in rows if r["style"] == name])
+    return rows
 
 
 def write_results(rows: Sequence[dict[str, Any]], *, doc: Path, art_dir: Path, command: str) -> Path:
