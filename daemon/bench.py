@@ -237,10 +237,12 @@ def reference_frames(style: Style, timeline: FeatureTimeline, *, width: int, hei
     encoder, model = style.input_encoder, copy.deepcopy(style.model).to(device).float().eval()
     spatial = encoder.spatial(width, height, device=device)
     features = torch.from_numpy(timeline.values).to(device)
+    channels = torch.from_numpy(timeline.channel_values()).to(device)
     positions = encoder.positions(timeline.n_frames, device=device)
     for i in range(start, timeline.n_frames if stop is None else stop):
         with torch.no_grad():
-            inputs = encoder.concat(spatial, encoder.temporal(positions[i:i + 1], features[i:i + 1]))[0]
+            temporal = encoder.temporal(positions[i:i + 1], features[i:i + 1], channels[i:i + 1])
+            inputs = encoder.concat(spatial, temporal)[0]
             rgb = np.empty((inputs.shape[0], 3), dtype=np.float32)
             for p in range(0, inputs.shape[0], REFERENCE_CHUNK):
                 rgb[p:p + REFERENCE_CHUNK] = model.forward_concat(inputs[p:p + REFERENCE_CHUNK]).cpu().numpy()
@@ -504,9 +506,11 @@ def synthetic_timeline(style: Style, n_frames: int, *, seed: int = 0) -> Feature
     rng = np.random.default_rng(seed)
     columns = style.features.columns  # the style's own (embedding sets: its embedding_dims, not the default)
     walk = np.cumsum(rng.standard_normal((n_frames, len(columns))) * 0.1, axis=0)
+    channels = np.stack([rng.random(n_frames) ** 3, np.arange(n_frames) * 0.8 / REALTIME_FPS,
+                         np.full(n_frames, 0.8)], axis=1).astype(np.float32)  # pulse, drift, level
     return FeatureTimeline(sets=tuple(style.features.sets), names=columns, values=np.tanh(walk).astype(np.float32),
                            fps=float(REALTIME_FPS), onset=np.zeros(n_frames, dtype=np.float32),
-                           normalisation={"method": "synthetic"})
+                           normalisation={"method": "synthetic"}, channels=channels)
 
 
 def synth_track(seconds: float, *, sr: int = SAMPLE_RATE) -> np.ndarray:

@@ -32,6 +32,20 @@ def _page(title: str, body: str) -> str:
             f"<style>{PAGE_CSS}</style></head><body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
 
 
+# the metrics of docs/ART.md, as the pages label them (onset correlation alone is easy to fool)
+METRIC_LABELS = {"motion_energy": "motion /s", "onset_alignment": "onset alignment",
+                 "loud_quiet_contrast": "loud/quiet", "onset_correlation": "onset corr."}
+
+
+def _metrics_line(metrics: dict[str, Any]) -> str:
+    """One line of a style's clip metrics for its card (empty for styles trained before they existed)."""
+    if not metrics:
+        return ""
+    parts = [f"SSIM {_fmt(metrics.get('temporal_ssim_mean'), 3)}"]
+    parts += [f"{label} {_fmt(metrics.get(key), 3)}" for key, label in METRIC_LABELS.items()]
+    return f"<div class=\"meta\">{html.escape(' · '.join(parts))}</div>"
+
+
 def _card(meta: dict[str, Any], folder: Path, root: Path) -> str:
     spec = meta.get("spec") or {}
     guidance = meta.get("guidance") or {}
@@ -47,7 +61,8 @@ def _card(meta: dict[str, Any], folder: Path, root: Path) -> str:
             f"<div class=\"meta\">{html.escape(str(guidance.get('clip_model')))} / "
             f"{html.escape(str(guidance.get('pretrained')))} · similarity "
             f"{'—' if sim is None else f'{sim:.4f}'} · {training.get('seconds', '—')} s · "
-            f"{html.escape(str(meta.get('created', ''))[:16])} · id {html.escape(meta['id'])}</div></div></div>")
+            f"{html.escape(str(meta.get('created', ''))[:16])} · id {html.escape(meta['id'])}</div>"
+            f"{_metrics_line(training.get('metrics') or {})}</div></div>")
 
 
 def write_mood_board(library: Any) -> Path:
@@ -67,7 +82,8 @@ def write_sweep_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: 
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = write_json_atomic(out_dir / "comparison.json", {"title": title, "variants": list(rows)})
-    head = "".join(f"<th>{h}</th>" for h in ("preview", "variant", "CLIP", "similarity", "training s", "temporal SSIM"))
+    head = "".join(f"<th>{h}</th>" for h in ("preview", "variant", "CLIP", "similarity", "training s", "temporal SSIM",
+                                            *METRIC_LABELS.values()))
     lines = []
     for row in rows:
         preview = os.path.relpath(Path(row["folder"]) / "preview.png", out_dir)
@@ -75,7 +91,8 @@ def write_sweep_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: 
         lines.append(f"<tr><td><img src=\"{html.escape(preview)}\" width=\"360\"></td>"
                      f"<td>{html.escape(row['variant'] or row['name'])}{warn}</td><td>{html.escape(str(row['clip_model']))}</td>"
                      f"<td>{_fmt(row.get('similarity'))}</td><td>{_fmt(row.get('seconds'), 1)}</td>"
-                     f"<td>{_fmt(row.get('temporal_ssim_mean'))}</td></tr>")
+                     f"<td>{_fmt(row.get('temporal_ssim_mean'))}</td>"
+                     + "".join(f"<td>{_fmt(row.get(k), 3)}</td>" for k in METRIC_LABELS) + "</tr>")
     html_path = atomic_write_text(out_dir / "comparison.html",
                                    _page(title, f"<table><tr>{head}</tr>{''.join(lines)}</table>"))
     sheet_path = contact_sheet([(Path(r["folder"]) / "preview.png", r["variant"] or r["name"]) for r in rows],

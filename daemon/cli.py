@@ -83,7 +83,8 @@ def cmd_render(args: argparse.Namespace, config: ServiceConfig) -> int:
     t, m = report["timing"], report["metrics"]
     print(f"rendered {report['video']['frames']} frames in {t['total_s']:.1f} s "
           f"({t['realtime_factor']:.2f}x real time, {report['device']}), temporal SSIM {m['temporal_ssim_mean']}, "
-          f"audio reactivity {m['audio_reactivity']} → {out}")
+          f"motion {m['motion_energy']}/s, onset alignment {m['onset_alignment']}, loud/quiet "
+          f"{m['loud_quiet_contrast']}, onset correlation {m['onset_correlation']} → {out}")
     return 0
 
 
@@ -109,7 +110,12 @@ def cmd_features(args: argparse.Namespace, config: ServiceConfig) -> int:
     plot = Path(args.plot) if args.plot else Path(args.audio).with_suffix("").with_name(
         Path(args.audio).stem + ".features.png")
     if args.plot or not args.json:
-        plot_features(timeline, plot, title=f"{track.path.name} — {', '.join(sets)}")
+        from daemon.audio.decode import decode_audio
+        from daemon.audio.features import extract_features
+
+        _, samples = decode_audio(Path(args.audio))
+        with_raw = extract_features(samples, sr=22050, fps=args.fps, sets=sets, keep_raw=True)
+        plot_features(with_raw, plot, title=f"{track.path.name} — {', '.join(sets)}: raw (grey) and conditioned")
     summary = timeline.summary()
     if args.json:
         print(json.dumps({"track": track.to_dict(), "sets": sets, "frames": timeline.n_frames,
@@ -224,7 +230,8 @@ def _sweep_report(path: Path, variants: list[Any], library: Any, config: Service
         rows.append({"name": spec.name, "variant": spec.variant, "id": spec.style_id, "folder": str(style.folder),
                      "similarity": style.training.get("mean_similarity"), "seconds": style.training.get("seconds"),
                      "temporal_ssim_mean": metrics.get("temporal_ssim_mean"),
-                     "audio_reactivity": metrics.get("audio_reactivity"),
+                     **{k: metrics.get(k) for k in ("motion_energy", "onset_alignment", "loud_quiet_contrast",
+                                                    "onset_correlation")},
                      "clip_model": style.guidance.get("clip_model"),
                      "trained_guidance": style.guidance.get("trained_guidance", False)})
     out = library.root / "_sweeps" / safe_name(path.name.split(".")[0])
@@ -331,6 +338,34 @@ def cmd_bench(args: argparse.Namespace, config: ServiceConfig) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace, config: ServiceConfig) -> int:
+    """Render styles on corpus tracks, score them against docs/ART.md's targets, write the table and sheets."""
+    from daemon.evaluate import evaluate, load_excerpts, write_results
+    from daemon.library import Library, resolve_style
+
+    library = Library(config.path("library"))
+    refs = args.style or [f"random:{seed}" for seed in range(1, 6)]
+    styles = [resolve_style(ref, library=library) for ref in refs]
+    folder = Path(args.corpus)
+    tracks = [Path(t) for t in args.tracks] if args.tracks else sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() not in (".md", ".txt"))
+    excerpts = load_excerpts(tracks, seconds=args.seconds)
+    width, height = args.size
+    print(f"afx evaluate: {len(styles)} styles × {len(excerpts)} excerpts (first {args.seconds:g} s) at "
+          f"{width}x{height}, {args.fps} fps")
+
+    def show(row: dict[str, Any]) -> None:
+        m = row["metrics"]
+        print(f"{row['style']:<22}{row['track'][:34]:<36}SSIM {m['temporal_ssim_mean']}  motion {m['motion_energy']}"
+              f"  align {m['onset_alignment']}  contrast {m['loud_quiet_contrast']}  ({row['seconds']} s)", flush=True)
+
+    rows = evaluate(styles, excerpts, art_dir=Path(args.art), size=(width, height), fps=args.fps, on_row=show)
+    command = args.command_line or "afx " + " ".join(sys.argv[1:])
+    doc = write_results(rows, doc=Path(args.doc), art_dir=Path(args.art), command=command)
+    print(f"table → {doc}, contact sheets and evaluate.json → {args.art}")
+    return 0
+
+
 # ── parser and entry point ───────────────────────────────────────────────────────────────────────────────
 
 def build_parser() -> argparse.ArgumentParser:
@@ -401,6 +436,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--e2e-size", type=_size, help="frame size of the end-to-end renders (default: 320x180 on CPU, "
                                                   "1280x720 on CUDA; --quick 64x36)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("evaluate", help="render styles on corpus tracks and score reactivity (docs/ART.md)")
+    p.add_argument("--style", action="append", help="style to evaluate (repeatable; default random:1..5)")
+    p.add_argument("--corpus", default="../shared/corpus", help="folder of tracks (default ../shared/corpus)")
+    p.add_argument("--tracks", nargs="*", help="these tracks instead of the corpus folder's")
+    p.add_argument("--seconds", type=float, default=30.0, help="first seconds of each track (default 30)")
+    p.add_argument("--size", type=_size, default=(320, 180), help="WIDTHxHEIGHT (default 320x180)")
+    p.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
+    p.add_argument("--doc", default="docs/ART.md", help="markdown file whose evaluate block is replaced")
+    p.add_argument("--art", default="docs/art", help="folder for contact sheets and evaluate.json")
+    p.add_argument("--command-line", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -7,8 +7,9 @@ Coordinates keep the aspect ratio: the shorter side spans [-coord_scale, coord_s
 extends proportionally, at pixel centres. So a 256×144 training frame and a 1280×720 video frame sample
 the same continuous field, only more densely; nothing is ever stretched.
 
-The input splits into a *spatial* part (x, y, r: fixed per resolution) and a *temporal* part (t and the
-audio features: fixed per frame). The first layer is linear, so W·[s; a] + b = (W_s·s + b) + W_a·a: the
+The input splits into a *spatial* part (x, y, r: fixed per resolution) and a *temporal* part (t, the
+audio features and the designed channels — pulse, and motion as a point circling at the track's drift —
+fixed per frame). The first layer is linear, so W·[s; a] + b = (W_s·s + b) + W_a·a: the
 spatial half is computed once per resolution and broadcast over frames. `forward_concat` evaluates the same
 weights on the concatenated input, the way the prototype did; both give the same frames.
 """
@@ -36,6 +37,7 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 SPATIAL_INPUTS = ("x", "y", "r")
 TIME_INPUTS = ("t",)
+CHANNEL_INPUTS = ("pulse", "motion_sin", "motion_cos")  # after the features, when `channels` is on
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,14 @@ class EncoderConfig:
     time_scale: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1000.0))
     # multiplies the normalised features (each in (-1, 1))
     feature_scale: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1000.0))
+    # feed the designed pulse and motion inputs (style folders saved before they existed load with false)
+    channels: bool = True
+    # pulse strength: multiplies the percussive-onset envelope (0..1) fed to the network
+    pulse: float = field(default=4.0, metadata=bounds(lo=0.0, hi=1000.0))
+    # motion strength: radius of the circle the motion inputs trace
+    motion: float = field(default=4.0, metadata=bounds(lo=0.0, hi=1000.0))
+    # motion speed: radians per second of full-level sound (silence drifts at 3 % of it)
+    motion_speed: float = field(default=0.5, metadata=bounds(lo=0.0, hi=100.0))
 
 
 class InputEncoder:
@@ -84,7 +94,7 @@ class InputEncoder:
 
     @property
     def n_temporal(self) -> int:
-        return len(TIME_INPUTS) + self.n_features
+        return len(TIME_INPUTS) + self.n_features + (len(CHANNEL_INPUTS) if self.config.channels else 0)
 
     def spatial(self, width: int, height: int, *, device: torch.device | str = "cpu",
                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -97,12 +107,26 @@ class InputEncoder:
         rr = torch.sqrt(xx * xx + yy * yy)
         return torch.stack([xx, yy, rr], dim=-1).reshape(-1, 3).to(dtype)
 
-    def temporal(self, position: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """[B, 1 + F]: t from the position in the track (0 → 1), then the scaled features."""
+    def temporal(self, position: torch.Tensor, features: torch.Tensor,
+                 channels: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, 1 + F (+ 3)]: t from the position in the track (0 → 1), the scaled features, then (with
+        `channels` on) pulse × strength and the motion point motion × (sin φ, cos φ), φ = speed × drift.
+
+        `channels` [B, 3] holds a timeline's pulse, drift and level rows (daemon.audio.features.CHANNELS);
+        None means no audio moves them (zeros).
+        """
         if features.shape[-1] != self.n_features:
             raise ValueError(f"expected {self.n_features} features per frame, got {features.shape[-1]}")
-        t = (position.to(features.dtype) * 2.0 - 1.0) * self.config.time_scale
-        return torch.cat([t[:, None], features * self.config.feature_scale], dim=1)
+        c = self.config
+        t = (position.to(features.dtype) * 2.0 - 1.0) * c.time_scale
+        parts = [t[:, None], features * c.feature_scale]
+        if c.channels:
+            if channels is None:
+                channels = features.new_zeros((features.shape[0], 3))
+            channels = channels.to(features.dtype)
+            phase = channels[:, 1:2] * c.motion_speed
+            parts += [channels[:, 0:1] * c.pulse, torch.sin(phase) * c.motion, torch.cos(phase) * c.motion]
+        return torch.cat(parts, dim=1)
 
     @staticmethod
     def positions(n_frames: int, *, device: torch.device | str = "cpu") -> torch.Tensor:

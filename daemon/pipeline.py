@@ -191,7 +191,7 @@ def encode_video(style: Style, timeline: FeatureTimeline, settings: RenderSettin
     """Stream the rendered frames into ffmpeg; returns the temporal metrics."""
     writer = VideoWriter(scratch, width=settings.width, height=settings.height, fps=settings.fps,
                          audio_path=audio_path, settings=encode)
-    metrics = TemporalMetrics(timeline.n_frames)
+    metrics = TemporalMetrics(timeline.n_frames, fps=settings.fps)
     try:
         done = 0
         for batch in render_frames(style, timeline, settings, device=device):
@@ -204,7 +204,7 @@ def encode_video(style: Style, timeline: FeatureTimeline, settings: RenderSettin
     except BaseException:
         writer.abort()
         raise
-    return metrics.result(timeline.onset)
+    return metrics.result(timeline.onset, level=timeline.channel_values()[:, 2])
 
 
 def device_name(device: Any) -> str:
@@ -276,7 +276,7 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
     from daemon.guidance import load_guide
     from daemon.logs import get_logger
     from daemon.style import FeatureDescription
-    from daemon.train import clear_checkpoint, optimise
+    from daemon.train import clear_checkpoint, optimise, prior_walk
 
     log = get_logger("afx.train").bind(style=spec.name, style_id=spec.style_id)
     torch_device = resolve_device(device)
@@ -308,6 +308,9 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
                             "resumed_from": result.resumed_from, "variant": spec.variant,
                             "reference_tracks": [{"path": str(t.path), "sha256": t.sha256} for t, _ in references],
                             **({"warnings": warnings} if warnings else {})})
+    # the clip metrics of docs/ART.md, for the mood board (60 frames at 160×90: a second or two on a CPU)
+    style.training["metrics"] = clip_metrics(style, timelines[0] if timelines else prior_walk(
+        spec.audio.features, n_frames=90, fps=spec.render.fps, seed=0, embedding_dims=spec.audio.embedding_dims))
     folder = library.folder_for(spec.name, spec.style_id)
     style.save(folder, extras=lambda scratch: write_training_artifacts(scratch, style, result, timelines))
     clear_checkpoint(checkpoint_dir)
@@ -426,13 +429,14 @@ def moments_timeline(style: Style, timelines: Sequence[FeatureTimeline]) -> Feat
     if timelines:
         tl = timelines[0]
         rows = [min(tl.n_frames - 1, int(tl.n_frames * f)) for f in (0.25, 0.5, 0.75)]
-        values, fps = tl.values[rows], tl.fps
+        values, channels, fps = tl.values[rows], tl.channel_values()[rows], tl.fps
     else:
         sampler = TimeSampler([], style.features.sets, embedding_dims=plan_for_style(style).dims)
-        _, feats = sampler.sample(3, torch.Generator().manual_seed(0))
-        values, fps = feats[0::2].numpy(), 30.0
+        _, feats, chans = sampler.sample(3, torch.Generator().manual_seed(0))
+        values, channels, fps = feats[0::2].numpy(), chans[0::2].numpy(), 30.0
     return FeatureTimeline(sets=style.features.sets, names=style.features.columns, values=values.astype(np.float32),
-                           fps=fps, onset=np.zeros(3, dtype=np.float32), normalisation={})
+                           fps=fps, onset=np.zeros(3, dtype=np.float32), normalisation={},
+                           channels=channels.astype(np.float32))
 
 
 def comparison_timeline(spec: Any, *, ctx: AudioContext, fallback: Sequence[Path],
@@ -462,10 +466,10 @@ def clip_metrics(style: Style, timeline: FeatureTimeline, *, frames: int = 60,
 
     n = min(frames, timeline.n_frames)
     settings = RenderSettings(width=size[0], height=size[1], fps=int(timeline.fps), device="cpu")
-    metrics = TemporalMetrics(n)
+    metrics = TemporalMetrics(n, fps=timeline.fps)
     for batch in render_frames(style, timeline, settings, device=torch.device("cpu"), stop=n):
         metrics.update(batch)
-    return metrics.result(timeline.onset[:n])
+    return metrics.result(timeline.onset[:n], level=timeline.channel_values()[:n, 2])
 
 
 def _mean(values: dict[str, float]) -> float | None:

@@ -15,13 +15,27 @@ from daemon.audio.features import FeatureTimeline  # noqa: E402
 
 
 def plot_features(timeline: FeatureTimeline, path: Path, *, title: str = "") -> Path:
-    """One strip per column (up to 40) over time in seconds, plus onset strength."""
+    """One strip per column (up to 40) over time in seconds, then the pulse/drift/level channels and onset.
+
+    With `timeline.raw`, each strip also shows the raw value (grey, min–max scaled into the strip's own
+    range) behind the conditioned one, so the floor, gating and smoothing can be seen.
+    """
     names = list(timeline.names)[:40]
     times = np.arange(timeline.n_frames) / timeline.fps
-    rows = len(names) + 1
-    fig, axes = plt.subplots(rows, 1, figsize=(12, 0.55 * rows + 1), sharex=True, squeeze=False)
-    for ax, name, column in zip(axes[:, 0], names, timeline.values.T):
-        ax.plot(times, column, linewidth=0.7)
+    channels = timeline.channel_values()
+    rows = len(names) + 4
+    fig, axes = plt.subplots(rows, 1, figsize=(12, 0.6 * rows + 1), sharex=True, squeeze=False)
+    for j, (ax, name, column) in enumerate(zip(axes[:, 0], names, timeline.values.T)):
+        if timeline.raw is not None:
+            raw = timeline.raw[:, j]
+            span = float(np.ptp(raw)) or 1.0
+            ax.plot(times, (raw - raw.min()) / span * 2 - 1, color="0.7", linewidth=0.6)
+        ax.plot(times, column, linewidth=0.8)
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_ylabel(name, rotation=0, ha="right", fontsize=7)
+        ax.set_yticks([])
+    for ax, name, column in zip(axes[len(names):len(names) + 3, 0], ("pulse", "drift (s)", "level"), channels.T):
+        ax.plot(times, column, color="tab:green", linewidth=0.8)
         ax.set_ylabel(name, rotation=0, ha="right", fontsize=7)
         ax.set_yticks([])
     onset_ax = axes[-1, 0]

@@ -141,13 +141,15 @@ def render_frames(style: Style, timeline: FeatureTimeline, settings: RenderSetti
         net = FastCPPN(style.model, dtype=dtype, device=device, tile=tile)
         spatial = encoder.spatial(settings.width, settings.height, device=device)
         features = torch.from_numpy(timeline.values).to(device)
+        channels = torch.from_numpy(timeline.channel_values()).to(device)
         positions = encoder.positions(timeline.n_frames, device=device)
     draw = CudaFrames(net, spatial, batch) if device.type == "cuda" else CpuFrames(net, spatial, tile)
     with draw:
         for first in range(start, stop, batch):
             last = min(first + batch, stop)
             with torch.inference_mode():
-                bias = net.frame_bias(encoder.temporal(positions[first:last], features[first:last]))
+                bias = net.frame_bias(encoder.temporal(positions[first:last], features[first:last],
+                                                       channels[first:last]))
                 rgb = draw(bias)
             yield rgb.view(last - first, settings.height, settings.width, 3)
 

@@ -64,8 +64,10 @@ class TrainingSpec:
     cutouts: int = field(default=8, metadata=bounds(lo=1, hi=64))  # random crops per frame sent to CLIP
     augment: bool = True  # differentiable scale/rotation/colour jitter of cutouts
     time_points: int = field(default=4, metadata=bounds(lo=1, hi=32))  # audio time points rendered per step
-    temporal_weight: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1000.0))  # coherence between
-    # nearby time points
+    temporal_weight: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1000.0))  # reactivity: penalise
+    # frame-to-frame change the audio does not explain, reward change where the audio changes
+    collapse_weight: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1000.0))  # keep detail and
+    # change at >= 70 % of the untrained network's (no collapse to a flat colour)
     smoothness_weight: float = field(default=0.1, metadata=bounds(lo=0.0, hi=1000.0))  # total variation
     negative_weight: float = field(default=0.5, metadata=bounds(lo=0.0, hi=1000.0))  # push from negatives
     seed: int = field(default=0, metadata=bounds(lo=0, hi=2**32 - 1))  # initial weights, cutouts, samples
@@ -103,7 +105,7 @@ class StyleSpec:
         """16 hex digits of the sha256 of the canonical JSON of `weight_fields()`."""
         return _digest(self.weight_fields())
 
-    def weight_fields(self) -> dict[str, Any]:
+    def weight_fields(self, *, versions: dict[str, Any] | None = None) -> dict[str, Any]:
         """What the trained weights depend on, as plain data: the fields a user set to something other
         than their default, and the versions of the stages that turn them into weights.
 
@@ -113,6 +115,8 @@ class StyleSpec:
         `tracks`, the source file, the sweep label, the render fps and `training.checkpoint_every`. The
         render size enters only as its reduced aspect ratio when that differs from the default's, which
         is all training sees of it (1280×720 and 1920×1080 train the same frames).
+
+        `versions` replaces the current stage versions: for styles trained by an earlier afx (`upgraded_id`).
         """
         from daemon.audio.features import feature_set  # librosa: only loaded when an id is computed
         from daemon.train import TRAINER_VERSION
@@ -127,9 +131,10 @@ class StyleSpec:
         aspect = _aspect(self.render)
         if aspect != _aspect(RenderSpec()):
             chosen["render_aspect"] = aspect
-        return {"form": STYLE_ID_FORM, "versions": {
-            "trainer": TRAINER_VERSION,
-            "features": {name: feature_set(name).version for name in self.audio.features}}, **chosen}
+        if versions is None:
+            versions = {"trainer": TRAINER_VERSION,
+                        "features": {name: feature_set(name).version for name in self.audio.features}}
+        return {"form": STYLE_ID_FORM, "versions": versions, **chosen}
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as plain data (style.json, the library, reports), with its style id."""
@@ -187,16 +192,20 @@ def legacy_style_id(spec: dict[str, Any]) -> str:
 
 
 def upgraded_id(spec: dict[str, Any]) -> str | None:
-    """The current id of a style stored under a form-1 id (its `to_dict()` in style.json or the ledger),
+    """The form-2 id of a style stored under a form-1 id (its `to_dict()` in style.json or the ledger),
     or None when the stored dict is not a form-1 spec (already current, damaged, or not valid any more)."""
     try:
         if spec.get("style_id") != legacy_style_id(spec):
             return None
         table = {k: v for k, v in spec.items() if k not in ("style_id", "source", "variant")}
         limits = Limits(max_iterations=2**31, max_prompts=2**16, max_prompt_chars=2**20, max_render_pixels=2**40)
-        return parse_spec(table, path=None, name=str(spec["name"]), limits=limits).style_id
+        parsed = parse_spec(table, path=None, name=str(spec["name"]), limits=limits)
     except (SpecError, KeyError, TypeError, ValueError):
         return None
+    # the versions it was trained with (form 1: trainer 1, every feature set 1), not today's: a style trained
+    # by an older trainer keeps its weights under its own id and is never taken for a current one
+    return _digest(parsed.weight_fields(versions={"trainer": 1,
+                                                  "features": {name: 1 for name in parsed.audio.features}}))
 
 
 _TABLES: dict[str, type] = {"network": CPPNConfig, "encoder": EncoderConfig, "audio": AudioSpec,

@@ -120,7 +120,8 @@ class Style:
                                  hint=f"this afx reads {STYLE_SCHEMA}; retrain the style")
             net = meta["network"]
             network = CPPNConfig(**{**net, "activations": tuple(net["activations"])})
-            encoder = EncoderConfig(**meta["encoder"])
+            encoder = EncoderConfig(**{"channels": False, **meta["encoder"]})  # saved before the channels:
+            # its network has no inputs for them
             feats = meta["features"]
             features = FeatureDescription(sets=tuple(feats["sets"]), columns=tuple(feats["columns"]),
                                           normalisation=feats["normalisation"],

@@ -1,12 +1,20 @@
 """The CLIP-guided optimisation loop: a StyleSpec and feature timelines in, trained CPPN weights out.
 
 Each step renders `time_points` frames at different audio moments through THE input encoder (the same one
-the renderer uses), in pairs of consecutive video frames, so the style learns to react across a whole
-track and to stay coherent from one frame to the next. The loss:
+the renderer uses), in pairs of consecutive video frames (one frame when time_points = 1), so the style
+learns to react across a whole track and to change with the audio from one frame to the next. The loss:
 
     − Σ w_p · sim(prompt p)  + negative_weight · Σ w_n · sim(negative n)     (weights normalised to sum 1)
-    + temporal_weight · mean |frame(t) − frame(t + 1/fps)|                 (temporal coherence)
+    + temporal_weight · reactivity                                            (change follows audio change)
     + smoothness_weight · total variation of the frames                       (smoothness)
+    + collapse_weight · keep                                                  (no collapse to a flat field)
+
+reactivity = mean relu(Δv − REACT_GAIN·Δa − MOTION_ALLOWANCE) − mean min(Δv, REACT_GAIN·Δa) over the pairs:
+Δv is the pair's mean absolute colour change, Δa its audio change (|Δpulse| + |Δlevel| + mean |Δfeature|,
+at most 1). Change the audio does not explain is penalised; change where the audio changes is rewarded, up
+to REACT_GAIN per unit of audio change. keep = relu(log(KEEP·detail₀) − log detail) + the same for the
+mean change: detail (mean gradient magnitude) and change may not fall below KEEP of what the untrained
+network of the same seed gives on a fixed sample (a random style: the regulariser of issue 10).
 
 Similarities are CLIP cosine similarities averaged over random cutouts with differentiable augmentation.
 Adam with linear warm-up then cosine decay to 10 %; deterministic on CPU for a fixed seed (all randomness
@@ -17,6 +25,8 @@ when asked to stop; a later call with the same checkpoint folder resumes from it
 Without reference tracks the time points are drawn from a synthetic prior over normalised features:
 each normalised column is tanh(z/2) with z ~ N(0, 1) (the shape the per-track normalisation produces),
 raw columns (time, beat) are uniform in [0, 1], and the neighbouring frame moves each z by N(0, 0.1²).
+Its channels: level uniform in [0, 1], pulse u³ (mostly low) with an onset (pulse → 1) in PRIOR_ONSETS of
+the pairs, drift uniform over PRIOR_DRIFT_S seconds and advancing as daemon.audio.features does.
 """
 
 from __future__ import annotations
@@ -33,16 +43,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from daemon.audio.features import DEFAULT_EMBEDDING_DIMS, FeatureTimeline, columns_for, raw_column_mask
+from daemon.audio.features import (DEFAULT_EMBEDDING_DIMS, MOTION_IDLE, PULSE_RELEASE_S, FeatureTimeline, columns_for,
+                                   raw_column_mask)
 from daemon.cppn import CPPN, InputEncoder
 from daemon.errors import TrainingError
 from daemon.guidance import Guide, cutouts
 from daemon.spec import StyleSpec
 from daemon.style import build_model
 
-TRAINER_VERSION = 1  # bump when what this module trains changes: every style id changes with it (spec.py)
+TRAINER_VERSION = 2  # bump when what this module trains changes: every style id changes with it (spec.py)
+# (2: the reactivity and anti-collapse terms, the pulse/motion channels)
 CHECKPOINT_FILE = "checkpoint.pt"
 PRIOR_TRACK_FRAMES = 30 * 180  # the prior's neighbouring frame is one frame of a 3-minute track at 30 fps
+PRIOR_FPS = 30.0
+PRIOR_ONSETS = 0.25  # share of prior pairs whose second frame has a percussive onset
+PRIOR_DRIFT_S = 600.0  # prior drift positions: uniform over this many seconds of full-speed motion
+REACT_GAIN = 0.1  # mean colour change (0..1) a unit of audio change may explain and is rewarded for
+MOTION_ALLOWANCE = 0.004  # unexplained change per frame allowed for free (the slow drift of motion)
+KEEP = 0.7  # detail and change may not fall below this share of the untrained network's
 
 
 class TrainingInterrupted(Exception):
@@ -58,7 +76,7 @@ class StepRecord:
     step: int
     loss: float
     similarity: dict[str, float]
-    temporal: float
+    temporal: float  # the reactivity term
     lr: float
     seconds: float
 
@@ -98,21 +116,25 @@ class TimeSampler:
     def source(self) -> str:
         return f"reference tracks ({len(self.timelines)})" if self.timelines else "synthetic prior"
 
-    def sample(self, pairs: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions [2·pairs] and features [2·pairs, F]; rows 2i and 2i+1 are consecutive frames."""
+    def sample(self, pairs: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """positions [2·pairs], features [2·pairs, F] and channels [2·pairs, 3] (pulse, drift, level);
+        rows 2i and 2i+1 are consecutive frames."""
         if self.timelines:
             return self._from_timelines(pairs, generator)
-        return self._from_prior(pairs, generator)
+        positions, features = self._from_prior(pairs, generator)
+        return positions, features, prior_channels(pairs, generator)
 
-    def _from_timelines(self, pairs: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        positions, rows = [], []
+    def _from_timelines(self, pairs: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        positions, rows, channels = [], [], []
         for _ in range(pairs):
             tl = self.timelines[int(torch.randint(len(self.timelines), (1,), generator=g))]
             i = int(torch.randint(tl.n_frames - 1, (1,), generator=g))
             for j in (i, i + 1):
                 positions.append(j / (tl.n_frames - 1))
                 rows.append(tl.values[j])
-        return torch.tensor(positions, dtype=torch.float32), torch.from_numpy(np.stack(rows)).float()
+                channels.append(tl.channel_values()[j])
+        return (torch.tensor(positions, dtype=torch.float32), torch.from_numpy(np.stack(rows)).float(),
+                torch.from_numpy(np.stack(channels)).float())
 
     def _from_prior(self, pairs: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         n = self.raw_mask.size
@@ -128,6 +150,19 @@ class TimeSampler:
         return positions, features
 
 
+def prior_channels(pairs: int, g: torch.Generator) -> torch.Tensor:
+    """[2·pairs, 3] pulse, drift, level for consecutive prior frames (see the module docstring)."""
+    level = torch.rand(pairs, generator=g)
+    pulse = torch.rand(pairs, generator=g) ** 3
+    onset = torch.rand(pairs, generator=g) < PRIOR_ONSETS
+    pulse_next = torch.where(onset, torch.ones_like(pulse), pulse * math.exp(-1 / (PRIOR_FPS * PULSE_RELEASE_S)))
+    drift = torch.rand(pairs, generator=g) * PRIOR_DRIFT_S
+    drift_next = drift + (MOTION_IDLE + (1 - MOTION_IDLE) * level * 0.8) / PRIOR_FPS
+    first = torch.stack([pulse, drift, level], 1)
+    second = torch.stack([pulse_next, drift_next, level], 1)
+    return torch.stack([first, second], 1).reshape(2 * pairs, 3)
+
+
 def prior_walk(sets: Sequence[str], *, n_frames: int, fps: float, seed: int,
                embedding_dims: int = DEFAULT_EMBEDDING_DIMS) -> FeatureTimeline:
     """A timeline drawn from the synthetic prior as a random walk (z steps of N(0, 0.1²) per frame)."""
@@ -138,10 +173,13 @@ def prior_walk(sets: Sequence[str], *, n_frames: int, fps: float, seed: int,
     time_col = torch.linspace(0, 1, n_frames)[:, None].expand_as(z)
     values = torch.where(mask, time_col, torch.tanh(z / 2)).numpy().astype(np.float32)
     onset = np.abs(np.diff(values, axis=0, prepend=values[:1])).mean(axis=1)
+    onset = (onset / max(onset.max(), 1e-9)).astype(np.float32)
+    level = np.full(n_frames, 0.8, dtype=np.float32)
+    drift = np.arange(n_frames, dtype=np.float32) * (MOTION_IDLE + (1 - MOTION_IDLE) * 0.8 * 0.8) / fps
     return FeatureTimeline(sets=tuple(sets), names=columns_for(sets, embedding_dims=embedding_dims),
-                           values=values, fps=float(fps),
-                           onset=(onset / max(onset.max(), 1e-9)).astype(np.float32),
-                           normalisation={"method": "synthetic prior walk"})
+                           values=values, fps=float(fps), onset=onset,
+                           normalisation={"method": "synthetic prior walk"},
+                           channels=np.stack([onset, drift, level], axis=1).astype(np.float32))
 
 
 class Objective:
@@ -157,7 +195,10 @@ class Objective:
         self.w_pos = w[:n_pos] / w[:n_pos].sum()
         self.w_neg = w[n_pos:] / w[n_pos:].sum() if self.negatives else w[n_pos:]
 
-    def __call__(self, frames: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, dict[str, float], float]:
+    def __call__(self, frames: torch.Tensor, g: torch.Generator, *, audio_change: torch.Tensor | None = None,
+                 keep: tuple[float, float] | None = None) -> tuple[torch.Tensor, dict[str, float], float]:
+        """Loss of frames [B, 3, H, W] (rows 2i, 2i+1 consecutive); `audio_change` [B/2] per pair; `keep` the
+        untrained network's (detail, change)."""
         t = self.spec.training
         crops = cutouts(frames, count=t.cutouts, size=self.guide.image_size, augment=t.augment, generator=g)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if crops.is_cuda else contextlib.nullcontext()
@@ -168,12 +209,52 @@ class Objective:
         loss = -(sims[:n_pos] * self.w_pos).sum()
         if self.negatives:
             loss = loss + t.negative_weight * (sims[n_pos:] * self.w_neg).sum()
-        temporal = (frames[0::2] - frames[1::2]).abs().mean() if frames.shape[0] >= 2 else frames.new_zeros(())
-        smooth = (frames[..., 1:, :] - frames[..., :-1, :]).abs().mean() + \
-                 (frames[..., :, 1:] - frames[..., :, :-1]).abs().mean()
+        smooth = detail(frames)
+        pairs = frames.shape[0] >= 2
+        change = (frames[0::2] - frames[1::2]).abs().mean(dim=(1, 2, 3)) if pairs else frames.new_zeros(1)
+        temporal = reactivity(change, audio_change) if pairs and audio_change is not None else frames.new_zeros(())
         loss = loss + t.temporal_weight * temporal + t.smoothness_weight * smooth
+        if keep is not None and t.collapse_weight > 0:
+            guard = torch.relu(math.log(KEEP * keep[0]) - torch.log(smooth + 1e-6))
+            if pairs:
+                guard = guard + torch.relu(math.log(KEEP * keep[1]) - torch.log(change.mean() + 1e-6))
+            loss = loss + t.collapse_weight * guard
         names = self.prompts + [f"not: {n}" for n in self.negatives]
         return loss, {n: float(s) for n, s in zip(names, sims.detach().cpu())}, float(temporal.detach())
+
+
+def detail(frames: torch.Tensor) -> torch.Tensor:
+    """Mean gradient magnitude (total variation per pixel) of frames [B, 3, H, W]; a flat field gives 0."""
+    return (frames[..., 1:, :] - frames[..., :-1, :]).abs().mean() + \
+        (frames[..., :, 1:] - frames[..., :, :-1]).abs().mean()
+
+
+def reactivity(change: torch.Tensor, audio_change: torch.Tensor) -> torch.Tensor:
+    """Penalise visual change [pairs] the audio change [pairs] does not explain; reward change where it does."""
+    explained = REACT_GAIN * audio_change.to(change)
+    return (torch.relu(change - explained - MOTION_ALLOWANCE) - torch.minimum(change, explained)).mean()
+
+
+def audio_change(features: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+    """Per consecutive pair (rows 2i, 2i+1): |Δpulse| + |Δlevel| + mean |Δfeature|, at most 1."""
+    d_feat = (features[0::2] - features[1::2]).abs().mean(dim=1)
+    d_chan = (channels[0::2, 0] - channels[1::2, 0]).abs() + (channels[0::2, 2] - channels[1::2, 2]).abs()
+    return (d_feat + d_chan).clamp(max=1.0)
+
+
+def untrained_reference(spec: StyleSpec, encoder: InputEncoder, spatial: torch.Tensor, sampler: TimeSampler, *,
+                        size: tuple[int, int], device: torch.device) -> tuple[float, float]:
+    """(detail, mean pair change) of the untrained network of this seed on a fixed sample: what `keep` guards.
+
+    Rebuilt from the seed, so a resumed run gets the same reference.
+    """
+    model = build_model(spec.network, encoder, seed=spec.training.seed).to(device)
+    positions, features, channels = sampler.sample(8, torch.Generator().manual_seed(spec.training.seed + 2))
+    with torch.no_grad():
+        frames = model(spatial, encoder.temporal(positions.to(device), features.to(device), channels.to(device)))
+        frames = frames.view(-1, size[1], size[0], 3).permute(0, 3, 1, 2)
+        change = (frames[0::2] - frames[1::2]).abs().mean()
+    return max(float(detail(frames)), 1e-4), max(float(change), 1e-4)
 
 
 def lr_factor(step: int, *, warmup: int, total: int) -> float:
@@ -226,16 +307,20 @@ def _optimise(spec: StyleSpec, guide: Guide, timelines: Sequence[FeatureTimeline
     sampler = TimeSampler(timelines, spec.audio.features, embedding_dims=dims)
     objective = Objective(spec, guide)
     pairs = max(1, t.time_points // 2)
+    keep = untrained_reference(spec, encoder, spatial, sampler, size=(width, height), device=device)
     began = time.perf_counter() - elapsed
     for step in range(start, t.iterations):
         if should_stop and should_stop():
             _save_checkpoint(checkpoint_dir, spec, model, optimiser, schedule, generator, history, step,
                              time.perf_counter() - began)
             raise TrainingInterrupted(step)
-        positions, features = sampler.sample(pairs, generator)
-        temporal = encoder.temporal(positions.to(device), features.to(device))
+        positions, features, channels = sampler.sample(pairs, generator)
+        temporal = encoder.temporal(positions.to(device), features.to(device), channels.to(device))
+        if t.time_points == 1:  # one audio moment per step: no pair, so no reactivity term
+            temporal = temporal[:1]
         frames = model(spatial, temporal).view(-1, height, width, 3).permute(0, 3, 1, 2)
-        loss, sims, coherence = objective(frames, generator)
+        loss, sims, coherence = objective(frames, generator, audio_change=audio_change(features, channels).to(device),
+                                          keep=keep)
         if not torch.isfinite(loss):
             raise TrainingError(f"loss became {float(loss)} at step {step}", key="training.learning_rate",
                                 hint="lower training.learning_rate")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import os
 import stat
 
@@ -54,9 +56,20 @@ def test_split_first_layer_equals_the_concatenated_input():
 
 
 def test_temporal_input_scales_time_and_features():
-    enc = InputEncoder(EncoderConfig(time_scale=2.0, feature_scale=0.5), n_features=2)
+    enc = InputEncoder(EncoderConfig(time_scale=2.0, feature_scale=0.5, channels=False), n_features=2)
     out = enc.temporal(torch.tensor([0.0, 1.0]), torch.tensor([[1.0, -1.0], [0.5, 0.0]]))
     torch.testing.assert_close(out, torch.tensor([[-2.0, 0.5, -0.5], [2.0, 0.25, 0.0]]))
+
+
+def test_pulse_and_motion_channels_follow_the_spec_strengths():
+    """pulse × strength, then motion × (sin, cos) of speed × drift; no channels given reads as zeros."""
+    enc = InputEncoder(EncoderConfig(pulse=3.0, motion=2.0, motion_speed=0.5), n_features=1)
+    assert enc.n_temporal == 1 + 1 + 3
+    channels = torch.tensor([[1.0, 0.0, 0.9], [0.5, math.pi, 0.1]])  # pulse, drift (s), level
+    out = enc.temporal(torch.tensor([0.0, 1.0]), torch.zeros(2, 1), channels)
+    torch.testing.assert_close(out[:, 2:], torch.tensor([[3.0, 0.0, 2.0], [1.5, 2.0, 0.0]]), atol=1e-6, rtol=0)
+    quiet = enc.temporal(torch.tensor([0.0]), torch.zeros(1, 1))
+    torch.testing.assert_close(quiet[0, 2:], torch.tensor([0.0, 0.0, 2.0]))
 
 
 def test_random_styles_are_seeded():

@@ -42,14 +42,16 @@ def test_silence_gives_finite_values():
 
 
 def test_normalisation_makes_quiet_and_loud_masters_alike():
+    """A master 11 dB quieter keeps every band's loud level RANGE_DB above the absolute floor: the same timeline."""
     loud = extract_features(synth(3.0, gain=0.9), sr=SR, fps=30, sets=["fft", "mfcc_chroma"])
-    quiet = extract_features(synth(3.0, gain=0.02), sr=SR, fps=30, sets=["fft", "mfcc_chroma"])
+    quiet = extract_features(synth(3.0, gain=0.25), sr=SR, fps=30, sets=["fft", "mfcc_chroma"])
     for name in ("fft.bass", "fft.mid", "fft.rms", "fft.centroid", "fft.flux"):
         i = loud.names.index(name)
         assert np.max(np.abs(loud.values[:, i] - quiet.values[:, i])) < 0.05, name
     assert np.all(np.abs(loud.values) <= 1.0)
     raw_spread = np.ptp(loud.values, axis=0)
-    assert np.all(raw_spread[[loud.names.index("fft.bass"), loud.names.index("fft.rms")]] > 0.5)
+    # the chord swells by 14 dB: a third of the RANGE_DB = 40 dB level scale
+    assert np.all(raw_spread[[loud.names.index("fft.bass"), loud.names.index("fft.rms")]] > 0.25)
 
 
 def test_decoding_scales_samples_above_full_scale(make_wav):
@@ -87,3 +89,44 @@ def test_cache_hits_by_content_and_settings(tmp_path, make_wav):
     entry.write_bytes(whole[: len(whole) // 2])  # truncated mid-write on a filesystem without atomic rename
     _, hit4 = cache.get_or_compute(key, compute)
     assert hit4 is False and len(calls) == 3
+
+
+def test_near_silence_stays_near_zero():
+    """The same music 90 dB down is below the absolute floor: no energy, shape, onset, beat, pulse or drift."""
+    faint = extract_features(synth(3.0, gain=0.9) * 10 ** (-90 / 20), sr=SR, fps=30, sets=["fft", "mfcc_chroma"])
+    moving = [i for i, n in enumerate(faint.names) if n != "fft.time"]
+    assert np.max(np.abs(faint.values[:, moving])) < 1e-6
+    assert faint.onset.max() == 0.0
+    pulse, drift, level = faint.channels.T
+    assert pulse.max() == 0.0 and level.max() == 0.0
+    loud = extract_features(synth(3.0, gain=0.9), sr=SR, fps=30, sets=["fft"])
+    assert drift[-1] < 0.1 * loud.channels[-1, 1], "drift in silence is at most the idle share of the loud drift"
+
+
+def test_quiet_passage_stays_below_loud_passage():
+    """A passage 30 dB down inside a loud track keeps lower energies, pulse and level than the loud part."""
+    y = synth(6.0, gain=0.9)
+    y[: 3 * SR] *= 10 ** (-30 / 20)
+    timeline = extract_features(y, sr=SR, fps=30, sets=["fft"])
+    quiet, loud = slice(15, 80), slice(105, 170)  # away from the step and its release
+    for name in ("fft.bass", "fft.mid", "fft.treble", "fft.rms", "fft.flux"):
+        column = timeline.values[:, timeline.names.index(name)]
+        assert column[quiet].mean() < 0.6 * column[loud].mean(), name
+    pulse, _, level = timeline.channels.T
+    assert level[quiet].max() < level[loud].min()
+    assert pulse[quiet].max() < pulse[loud].max()
+
+
+def test_onsets_jump_and_tonal_columns_glide():
+    """Attack/release: the flux reaches a click's peak at once and falls within ~0.3 s; a step in pitch
+    moves the centroid over several frames, not one."""
+    timeline = extract_features(synth(4.0, kind="clicks"), sr=SR, fps=30, sets=["fft"])
+    flux = timeline.values[:, timeline.names.index("fft.flux")]
+    click = int(round(1.25 * 30))
+    peak = click - 2 + int(np.argmax(flux[click - 2:click + 3]))
+    assert flux[peak] > 0.5 and flux[peak + 10] < 0.2 * flux[peak]
+    t = np.arange(3 * SR) / SR
+    y = np.where(t < 1.5, np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 3520 * t)).astype(np.float32) * 0.5
+    centroid = extract_features(y, sr=SR, fps=30, sets=["fft"]).values[:, 3]
+    step = np.abs(np.diff(centroid[40:60]))
+    assert step.max() < 0.5 * (centroid[80] - centroid[20]), "the centroid glides rather than jumps"

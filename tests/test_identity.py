@@ -8,9 +8,24 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from daemon.atomic import atomic_path, atomic_replace_dir, atomic_write_text, scratch_is_ours, scratch_owner
-from daemon.naming import (INBOX_REPORTS, SPECS_REPORTS, STYLE_REPORTS, error_report_path, report_path,
-                           settings_tag, style_stem, track_folder, video_path)
+from daemon.atomic import (
+    atomic_path,
+    atomic_replace_dir,
+    atomic_write_text,
+    scratch_is_ours,
+    scratch_owner,
+)
+from daemon.naming import (
+    INBOX_REPORTS,
+    SPECS_REPORTS,
+    STYLE_REPORTS,
+    error_report_path,
+    report_path,
+    settings_tag,
+    style_stem,
+    track_folder,
+    video_path,
+)
 
 RENDERS = Path("/r")
 
@@ -146,11 +161,13 @@ def test_atomic_replace_dir_swaps_whole_folders(tmp_path: Path) -> None:
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 #: the ids of the shipped example specs: a change here retrains every library that uses them. Change
 #: this table only on purpose (a new TRAINER_VERSION, a feature set's new version) and say so in the commit.
-PINNED_IDS = {
-    "organic-cool": "5b636c771bd3a5b7", "organic-earth": "eabbe13f65a3b867", "organic-fiery": "9dd4c71c37bdffb1",
-    "organic-mono": "a8c21cd8f206dd71", "organic-neon": "6bd8879d26c52030", "organic-pastel": "f66ca1f24ec2042c",
-    "organic-warm": "ec75a827b2a29d24", "organic": "b921132755fd4ccd",
+PINNED_IDS = {  # trainer 2 and feature sets fft/mfcc_chroma 2 (issue 10's training terms and conditioning)
+    "organic-cool": "cf59ab6e8bdacfe6", "organic-earth": "89778dcf57f350ac", "organic-fiery": "734f7d5d81b9e59c",
+    "organic-mono": "6eabc77870eaf0b7", "organic-neon": "b434f3b52db01f20", "organic-pastel": "a833907185433d20",
+    "organic-warm": "e50e3976dedcc043", "organic": "5a5087bbfb97341e",
 }
+#: spec keys that came after form-1 ids: an older afx never stored them in style.json or the ledger
+AFTER_FORM_1 = {"encoder": ("channels", "pulse", "motion", "motion_speed"), "training": ("collapse_weight",)}
 #: what the same specs were before ids hashed only non-default fields (afx ≤ this change): upgrades map them
 LEGACY_IDS = {
     "organic-cool": "5ee5c27731350593", "organic-earth": "f35b24e0fbb41b54", "organic-fiery": "9cd286c4102e91d9",
@@ -164,7 +181,13 @@ def test_the_shipped_specs_keep_their_ids() -> None:
 
     specs = {p.stem: load_spec(p) for p in sorted(SPECS.glob("*.toml"))}
     assert {name: s.style_id for name, s in specs.items()} == PINNED_IDS
-    assert {name: legacy_style_id(s.to_dict()) for name, s in specs.items()} == LEGACY_IDS
+    assert {name: legacy_style_id(as_stored_by_form_1(s.to_dict())) for name, s in specs.items()} == LEGACY_IDS
+
+
+def as_stored_by_form_1(spec: dict) -> dict:
+    """`spec` as an afx of form-1 ids wrote it: without the keys added since."""
+    return {k: ({kk: vv for kk, vv in v.items() if kk not in AFTER_FORM_1.get(k, ())} if isinstance(v, dict) else v)
+            for k, v in spec.items()}
 
 
 def test_adding_a_field_with_a_default_changes_no_id() -> None:
@@ -198,20 +221,39 @@ def test_stage_versions_enter_the_id(monkeypatch: pytest.MonkeyPatch) -> None:
 
     spec = load_spec(SPECS / "organic.toml")
     before = spec.style_id
-    monkeypatch.setattr(daemon.train, "TRAINER_VERSION", 2)
+    current = daemon.train.TRAINER_VERSION
+    monkeypatch.setattr(daemon.train, "TRAINER_VERSION", current + 1)
     assert spec.style_id != before
-    monkeypatch.setattr(daemon.train, "TRAINER_VERSION", 1)
+    monkeypatch.setattr(daemon.train, "TRAINER_VERSION", current)
     assert spec.style_id == before
-    monkeypatch.setitem(features._REGISTRY, "fft", dataclasses.replace(features.feature_set("fft"), version=2))
+    fft = features.feature_set("fft")
+    monkeypatch.setitem(features._REGISTRY, "fft", dataclasses.replace(fft, version=fft.version + 1))
     assert spec.style_id != before
 
 
-def test_a_state_folder_of_the_previous_afx_keeps_its_styles_and_videos(tmp_path: Path) -> None:
-    """Schema-1 ledger, form-1 style ids, videos at the old names: nothing is trained or rendered again."""
+def test_a_style_of_an_older_trainer_is_never_taken_for_a_current_one() -> None:
+    """Form-1 styles were trained by trainer 1 on feature sets of version 1: their form-2 id says so, so a
+    spec under today's trainer gets a new id (and is trained again) instead of adopting the old weights."""
+    from daemon.spec import legacy_style_id, load_spec, upgraded_id
+
+    spec = load_spec(SPECS / "organic-neon.toml")
+    stored = {**as_stored_by_form_1(spec.to_dict())}
+    stored["style_id"] = legacy_style_id(stored)
+    assert upgraded_id(stored) is not None and upgraded_id(stored) != spec.style_id
+    assert upgraded_id({**stored, "style_id": "0" * 16}) is None  # not what form 1 gave it: not upgraded
+
+
+def test_a_state_folder_of_the_previous_afx_keeps_its_styles_and_videos(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Schema-1 ledger, form-1 style ids, videos at the old names: nothing is trained or rendered again
+    when no stage changed between the two releases (here: the stage versions of form 1 patched in)."""
+    import dataclasses
     import json
     import sqlite3
     from dataclasses import replace
 
+    import daemon.train
+    from daemon.audio import features
     from daemon.audio.decode import file_sha256
     from daemon.config import ServiceConfig
     from daemon.library import Library
@@ -222,11 +264,14 @@ def test_a_state_folder_of_the_previous_afx_keeps_its_styles_and_videos(tmp_path
     from daemon.style import random_style
     from tests.conftest import synth, write_wav
 
+    monkeypatch.setattr(daemon.train, "TRAINER_VERSION", 1)
+    monkeypatch.setitem(features._REGISTRY, "fft", dataclasses.replace(features.feature_set("fft"), version=1))
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "neon.toml").write_text('prompts = ["neon"]\n[render]\nwidth = 64\nheight = 36\nfps = 10\n')
     spec = load_spec(tmp_path / "specs" / "neon.toml")
-    old_id, new_id = legacy_style_id(spec.to_dict()), spec.style_id
-    stored_spec = {**spec.to_dict(), "style_id": old_id}
+    stored_spec = as_stored_by_form_1(spec.to_dict())
+    old_id, new_id = legacy_style_id(stored_spec), spec.style_id
+    stored_spec["style_id"] = old_id
     style = random_style(1)
     style.name, style.style_id, style.spec = "neon", old_id, stored_spec
     style.save(Library(tmp_path / "library").folder_for("neon", old_id))

@@ -16,7 +16,8 @@ REPORT_KEYS = {
     "style": {"name", "id", "trained", "clip_model", "pretrained"},
     "video": {"path", "width", "height", "fps", "frames", "duration_s", "bytes"},
     "timing": {"features_s", "render_s", "total_s", "realtime_factor"},
-    "metrics": {"temporal_ssim_mean", "temporal_ssim_min", "audio_reactivity"},
+    "metrics": {"temporal_ssim_mean", "temporal_ssim_min", "motion_energy", "onset_alignment", "loud_quiet_contrast",
+                "onset_correlation"},
 }
 
 
@@ -59,7 +60,8 @@ def test_report_fields(rendered):
     assert report["timing"]["realtime_factor"] == pytest.approx(3.0 / report["timing"]["total_s"], rel=0.01)
     m = report["metrics"]
     assert 0.0 < m["temporal_ssim_min"] <= m["temporal_ssim_mean"] <= 1.0
-    assert -1.0 <= m["audio_reactivity"] <= 1.0
+    assert -1.0 <= m["onset_correlation"] <= 1.0
+    assert m["motion_energy"] > 0 and 0.0 <= m["onset_alignment"] <= 1.0
     assert report["device"] == "cpu" and {"afx", "torch", "ffmpeg"} <= set(report["versions"])
     assert not list(out.parent.glob(".*partial*")), "scratch files must be gone"
     # whoever may read the video may read its report (mkstemp alone makes it 0600)

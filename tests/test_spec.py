@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from daemon.audio.features import feature_set
 from daemon.cli import main
 from daemon.config import Limits
 from daemon.errors import SpecError
-from daemon.train import TRAINER_VERSION
 from daemon.spec import (
     AudioSpec,
     Prompt,
@@ -18,6 +18,7 @@ from daemon.spec import (
     load_spec,
     load_specs,
 )
+from daemon.train import TRAINER_VERSION
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 SWEEP_EXAMPLE = SPECS / "sweeps" / "organic-sweep.toml.example"
@@ -72,7 +73,7 @@ def test_defaults_fill_everything_but_the_prompts(tmp_path: Path) -> None:
     assert spec.training.clip_model == "ViT-B-32" and spec.training.iterations == 400
     assert spec.to_dict()["style_id"] == spec.style_id
     assert spec.to_dict()["training"]["clip_model"] == "ViT-B-32"
-    assert spec.weight_fields()["versions"] == {"trainer": TRAINER_VERSION, "features": {"fft": 1}}
+    assert spec.weight_fields()["versions"] == {"trainer": TRAINER_VERSION, "features": {"fft": feature_set("fft").version}}
 
 
 def test_style_id_is_stable_and_ignores_formatting(tmp_path: Path) -> None:

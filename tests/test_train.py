@@ -154,6 +154,9 @@ def test_library_folder_and_mood_board(tmp_path, monkeypatch, capsys):
     assert set(training["history"][0]["similarity"]) == {PROMPT}
     board = (tmp_path / "library" / "index.html").read_text()
     assert "board &lt;test&gt;" in board and "preview.png" in board and "untrained guidance model" in board
+    metrics = json.loads((folder / "style.json").read_text())["training"]["metrics"]
+    assert metrics["motion_energy"] >= 0 and "onset_alignment" in metrics and "loud_quiet_contrast" in metrics
+    assert "motion /s" in board and "onset alignment" in board  # the card shows the clip metrics
     capsys.readouterr()
     assert main(["library"]) == 0
     listing = capsys.readouterr().out
@@ -244,7 +247,10 @@ def test_sweep_trains_every_variant_and_writes_a_comparison(tmp_path, monkeypatc
     assert len({v["id"] for v in table["variants"]}) == 4
     assert all("network.width=" in v["variant"] and "audio.features=" in v["variant"] for v in table["variants"])
     assert all(0 < v["temporal_ssim_mean"] <= 1 for v in table["variants"])
+    assert all(v["motion_energy"] >= 0 and "onset_alignment" in v and "audio_reactivity" not in v
+               for v in table["variants"])
     page = (out / "comparison.html").read_text()
+    assert "onset alignment" in page and "loud/quiet" in page
     assert page.count("<tr>") == 5 and (out / "contact_sheet.png").stat().st_size > 1000
 
 

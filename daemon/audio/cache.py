@@ -61,6 +61,7 @@ class FeatureCache:
             return FeatureTimeline(
                 sets=tuple(meta["sets"]), names=tuple(meta["names"]), values=arrays["values"],
                 fps=float(meta["fps"]), onset=arrays["onset"], normalisation=meta["normalisation"],
+                channels=arrays.get("channels"),
             )
         except (ValueError, KeyError):
             return None
@@ -68,7 +69,10 @@ class FeatureCache:
     def store(self, key: str, timeline: FeatureTimeline) -> None:
         meta = json.dumps({"sets": timeline.sets, "names": timeline.names, "fps": timeline.fps,
                            "normalisation": timeline.normalisation})
-        self.store_arrays(key, {"values": timeline.values, "onset": timeline.onset, "meta": np.array(meta)})
+        arrays = {"values": timeline.values, "onset": timeline.onset, "meta": np.array(meta)}
+        if timeline.channels is not None:
+            arrays["channels"] = timeline.channels
+        self.store_arrays(key, arrays)
 
     def load_arrays(self, key: str) -> dict[str, np.ndarray] | None:
         """Named arrays stored under `key` (e.g. raw embeddings), or None on a miss or a damaged entry."""

@@ -2,9 +2,13 @@
 
 A track of duration D at F fps has exactly round(D × F) frames; frame i is shown at time i / F, and every
 feature row i describes the audio at that instant (spectral frames are interpolated onto those times).
-Values are normalised per track so a quiet and a loud master of the same music give the same timeline:
-energies are taken in dB (a gain is then a constant offset) and every normalised column is mapped through
-a robust z-score (median, MAD) and tanh into (-1, 1). On silence every value is finite (zero).
+
+Conditioning is level-aware (docs/FEATURES.md): energies are levels in [0, 1] relative to the track's loud
+frames *and* above an absolute floor (ABS_FLOOR_DB), so near-silence stays ~0 and a quiet passage stays
+below a loud one; spectral-shape columns are z-scored over the frames with signal and faded out where there
+is none; onsets and beats exist only where there is signal. Each kind of column then gets its own
+attack/release smoothing. Beside the columns, every timeline carries the designed channels the encoder
+feeds to every CPPN: pulse (percussive onsets, HPSS), drift (integrated motion) and level.
 
 This module must not know about styles, CPPNs or the service.
 """
@@ -28,7 +32,17 @@ N_MELS = 128
 AMIN = 1e-10  # absolute floor under powers before dB, so silence stays finite
 TOP_DB = 80.0  # dB floor relative to the track's own peak: a gain change then shifts every value alike
 BEAT_DECAY_S = 0.15  # the beat column falls to 1/e this long after a beat
-NORMALISATION = "robust-z-tanh/1"  # median/MAD z-score, then tanh(z/2): bounded, gain-invariant on dB inputs
+NORMALISATION = "level-aware/2"  # energies: level over max(loud - RANGE_DB, ABS_FLOOR_DB); shape: gated z-tanh
+ABS_FLOOR_DB = -80.0  # frame RMS (dB re full scale) at or below which there is no signal at all
+GATE_DB = 10.0  # presence ramps from 0 at the floor to 1 this far above it
+RANGE_DB = 40.0  # an energy column spans this many dB below the track's loud level (its 95th percentile)
+LOUD_PERCENTILE = 95.0  # the track's loud reference level
+# attack/release time constants (s) of each kind of column: onsets jump and fall fast, levels follow
+# quickly and let go slowly, tonal/spectral shape glides
+SMOOTHING = {"onset": (0.0, 0.08), "energy": (0.02, 0.25), "shape": (0.15, 0.40), "z": (0.0, 0.0)}
+PULSE_RELEASE_S = 0.12  # the pulse channel falls to 1/e this long after a percussive onset
+MOTION_IDLE = 0.03  # drift speed in silence, as a share of the speed at full level (time alone drives it)
+CHANNELS = ("pulse", "drift", "level")  # FeatureTimeline.channels columns
 DEFAULT_EMBEDDING_DIMS = 8  # columns an embedding set (openl3, yamnet, vggish) is reduced to (audio.embedding_dims)
 
 
@@ -66,8 +80,32 @@ class Analysis:
 
     @functools.cached_property
     def onset(self) -> np.ndarray:
-        """Onset strength (spectral flux of the log-mel spectrogram) per spectral frame."""
-        return librosa.onset.onset_strength(S=self.mel_db, sr=self.sr, hop_length=HOP)
+        """Onset strength (spectral flux of the log-mel spectrogram) per spectral frame, zero where there is
+        no signal (the log spectrum of near-silence is all noise) and weighted by the track-relative level."""
+        flux = librosa.onset.onset_strength(S=self.mel_db, sr=self.sr, hop_length=HOP)
+        return flux * self.presence * self.level
+
+    @functools.cached_property
+    def rms_db(self) -> np.ndarray:
+        """Frame RMS in dB re full scale, per spectral frame (absolute: a gain shifts it)."""
+        rms = librosa.feature.rms(y=self.y, frame_length=N_FFT, hop_length=HOP, center=True)[0]
+        return 20.0 * np.log10(np.maximum(rms, 1e-10))[: self.power.shape[1]]
+
+    @functools.cached_property
+    def presence(self) -> np.ndarray:
+        """0 at or below the absolute floor, 1 from GATE_DB above it, per spectral frame."""
+        return np.clip((self.rms_db - ABS_FLOOR_DB) / GATE_DB, 0.0, 1.0)
+
+    @functools.cached_property
+    def level(self) -> np.ndarray:
+        """Loudness in [0, 1] per spectral frame: relative to the track's loud frames, above the floor."""
+        return energy_level(self.rms_db)
+
+    @functools.cached_property
+    def hpss(self) -> tuple[np.ndarray, np.ndarray]:
+        """Harmonic and percussive power spectrograms (librosa's median-filtering HPSS)."""
+        harmonic, percussive = librosa.decompose.hpss(np.sqrt(self.power))
+        return harmonic**2, percussive**2
 
     def to_frames(self, per_spectral_frame: np.ndarray) -> np.ndarray:
         """Resample rows of [spectral frames, F] (or [spectral frames]) onto the video frame times."""
@@ -87,6 +125,8 @@ class FeatureSet:
     extract: Callable[[Analysis], np.ndarray]
     version: int = 1  # bump when the extractor's output changes, to invalidate caches and style ids
     raw_columns: frozenset[str] = field(default_factory=frozenset)  # already bounded: not normalised
+    kinds: dict[str, str] = field(default_factory=dict)  # column → energy | onset | shape; others "z"
+    # (median/MAD z-score and tanh, no gate: the learned embeddings)
     description: str = ""
     embedding: bool = False  # a learned embedding: `columns` is empty, the style's reduction sets the column count
 
@@ -99,8 +139,17 @@ class FeatureTimeline:
     names: tuple[str, ...]
     values: np.ndarray  # [n_frames, len(names)] float32, finite
     fps: float
-    onset: np.ndarray  # [n_frames] onset strength in [0, 1], for the audio-reactivity metric
+    onset: np.ndarray  # [n_frames] onset strength in [0, 1] (0 without signal), for the metrics
     normalisation: dict[str, object]  # method and per-column centre/scale, for reports
+    channels: np.ndarray | None = None  # [n_frames, 3] pulse, drift (s), level: the encoder's designed
+    # channels; None reads as zeros (a timeline made without audio)
+    raw: np.ndarray | None = None  # [n_frames, len(names)] values before conditioning (plots; not cached)
+
+    def channel_values(self) -> np.ndarray:
+        """`channels`, or zeros when the timeline has none."""
+        if self.channels is None:
+            return np.zeros((self.n_frames, len(CHANNELS)), dtype=np.float32)
+        return self.channels
 
     @property
     def n_frames(self) -> int:
@@ -151,17 +200,19 @@ def raw_column_mask(sets: Sequence[str], *, embedding_dims: int = DEFAULT_EMBEDD
 
 
 def extract_features(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str],
-                     embeddings: Any = None) -> FeatureTimeline:
-    """Compute and normalise the requested feature sets for one track.
+                     embeddings: Any = None, keep_raw: bool = False) -> FeatureTimeline:
+    """Compute and condition the requested feature sets for one track.
 
     `embeddings` (daemon.audio.embeddings.TrackEmbeddings) says how embedding sets are computed and reduced
     (a style's reduction, the track's hash for the cache); None uses the default plan without a cache.
+    `keep_raw` keeps the values before conditioning in `raw` (for `afx features --plot`).
     """
     if not sets:
         raise FeatureError("no feature sets requested", key="audio.features", hint="e.g. features = [\"fft\"]")
     analysis = Analysis(y, sr=sr, fps=fps, embeddings=embeddings)
     dims = embeddings.plan.dims if embeddings is not None else DEFAULT_EMBEDDING_DIMS
-    blocks, centres, scales = [], [], []
+    presence = analysis.to_frames(analysis.presence)
+    raw_blocks, blocks, centres, scales = [], [], [], []
     for name in sets:
         fs = feature_set(name)
         columns = set_columns(name, embedding_dims=dims)
@@ -170,16 +221,13 @@ def extract_features(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str],
             raise FeatureError(f"feature set '{name}' returned shape {raw.shape}, expected "
                                f"({analysis.n_frames}, {len(columns)})")
         raw = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
+        raw_blocks.append(raw)
         for j, column in enumerate(columns):
-            if column in fs.raw_columns:
-                blocks.append(raw[:, j])
-                centres.append(0.0)
-                scales.append(1.0)
-            else:
-                values, centre, scale = robust_normalise(raw[:, j])
-                blocks.append(values)
-                centres.append(centre)
-                scales.append(scale)
+            kind = "raw" if column in fs.raw_columns else fs.kinds.get(column, "z")
+            values, centre, scale = condition(raw[:, j], kind=kind, presence=presence, fps=fps)
+            blocks.append(values)
+            centres.append(centre)
+            scales.append(scale)
     values = np.stack(blocks, axis=1).astype(np.float32)
     onset = analysis.to_frames(analysis.onset)
     onset = onset / onset.max() if onset.max() > 0 else np.zeros_like(onset)
@@ -190,8 +238,54 @@ def extract_features(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str],
         normalisation["embeddings"] = describe_reductions(sets, embeddings)
     return FeatureTimeline(
         sets=tuple(sets), names=columns_for(sets, embedding_dims=dims), values=values, fps=fps,
-        onset=onset.astype(np.float32), normalisation=normalisation,
+        onset=onset.astype(np.float32), normalisation=normalisation, channels=designed_channels(analysis),
+        raw=np.concatenate(raw_blocks, axis=1).astype(np.float32) if keep_raw else None,
     )
+
+
+def condition(column: np.ndarray, *, kind: str, presence: np.ndarray, fps: float) -> tuple[np.ndarray, float, float]:
+    """One raw column → (conditioned values, centre, scale) by its kind (docs/FEATURES.md)."""
+    if kind == "raw":
+        return column, 0.0, 1.0
+    if kind == "energy":  # dB re full scale → level in [0, 1]
+        values, centre, scale = energy_level(column), float(np.percentile(column, LOUD_PERCENTILE)), RANGE_DB
+    elif kind == "onset":  # already gated by presence and level: scale by the track's strong onsets
+        centre, scale = 0.0, float(np.percentile(column, 99.0))
+        values = np.clip(column / scale, 0.0, 1.0) if scale > 1e-8 else np.zeros_like(column)
+    elif kind == "shape":  # z-scored over the frames with signal, faded out where there is none
+        present = presence > 0.5
+        if present.sum() < 2:
+            return np.zeros_like(column), 0.0, 1.0
+        _, centre, scale = robust_normalise(column[present])
+        values = np.tanh((column - centre) / scale / 2.0) * presence
+    else:
+        values, centre, scale = robust_normalise(column)
+    attack, release = SMOOTHING.get(kind, (0.0, 0.0))
+    return envelope(values, fps=fps, attack_s=attack, release_s=release), centre, scale
+
+
+def energy_level(db: np.ndarray) -> np.ndarray:
+    """dB → [0, 1]: 0 at max(loud − RANGE_DB, ABS_FLOOR_DB), 1 at the loud level (95th percentile) and above.
+
+    Gain-invariant while the track's loud level is RANGE_DB above the floor; quieter tracks fade towards 0.
+    """
+    loud = float(np.percentile(db, LOUD_PERCENTILE)) if db.size else ABS_FLOOR_DB
+    low = max(loud - RANGE_DB, ABS_FLOOR_DB)
+    return np.clip((db - low) / RANGE_DB, 0.0, 1.0)
+
+
+def envelope(values: np.ndarray, *, fps: float, attack_s: float, release_s: float) -> np.ndarray:
+    """One-pole attack/release follower: rises with time constant `attack_s`, falls with `release_s`."""
+    if attack_s <= 0 and release_s <= 0:
+        return values
+    up = 1.0 - np.exp(-1.0 / (fps * attack_s)) if attack_s > 0 else 1.0
+    down = 1.0 - np.exp(-1.0 / (fps * release_s)) if release_s > 0 else 1.0
+    out = np.empty_like(values)
+    state = float(values[0]) if values.size else 0.0
+    for i, x in enumerate(values.tolist()):
+        state += (up if x > state else down) * (x - state)
+        out[i] = state
+    return out
 
 
 def robust_normalise(column: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -205,29 +299,55 @@ def robust_normalise(column: np.ndarray) -> tuple[np.ndarray, float, float]:
     return np.tanh((column - centre) / scale / 2.0), centre, scale
 
 
+def designed_channels(a: Analysis) -> np.ndarray:
+    """[n_frames, 3]: pulse, drift and level (lucid-sonic-dreams' split of pulse and motion).
+
+    pulse: onsets of the percussive part (HPSS), gated and level-weighted, scaled by the track's strong
+    onsets, jumping at once and falling with PULSE_RELEASE_S. drift: seconds of full-speed motion so far,
+    the integral of MOTION_IDLE + (1 − MOTION_IDLE) · level · (0.6 + 0.4 · tonal change), so it never stops
+    while there is sound and barely moves in silence. level: the smoothed loudness.
+    """
+    harmonic, percussive = a.hpss
+    gate = a.presence * a.level
+    p_mel = librosa.power_to_db(librosa.feature.melspectrogram(S=percussive, sr=a.sr, n_mels=N_MELS), ref=1.0,
+                                amin=AMIN, top_db=TOP_DB)
+    p_onset = librosa.onset.onset_strength(S=p_mel, sr=a.sr, hop_length=HOP) * gate
+    pulse, _, _ = condition(a.to_frames(p_onset), kind="onset", presence=np.ones(a.n_frames), fps=a.fps)
+    pulse = envelope(pulse, fps=a.fps, attack_s=0.0, release_s=PULSE_RELEASE_S)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty frequency set")
+        chroma = librosa.feature.chroma_stft(S=harmonic, sr=a.sr, tuning=0.0)
+    chroma = chroma / np.maximum(np.linalg.norm(chroma, axis=0, keepdims=True), 1e-9)
+    tonal = np.concatenate([[0.0], 1.0 - np.sum(chroma[:, 1:] * chroma[:, :-1], axis=0)]) * gate
+    tonal, _, _ = condition(a.to_frames(tonal), kind="onset", presence=np.ones(a.n_frames), fps=a.fps)
+    tonal = envelope(tonal, fps=a.fps, attack_s=SMOOTHING["shape"][0], release_s=SMOOTHING["shape"][1])
+    level = envelope(a.to_frames(a.level), fps=a.fps, attack_s=SMOOTHING["energy"][0],
+                     release_s=SMOOTHING["energy"][1])
+    speed = MOTION_IDLE + (1.0 - MOTION_IDLE) * level * (0.6 + 0.4 * tonal)
+    drift = np.concatenate([[0.0], np.cumsum(speed[:-1])]) / a.fps
+    return np.stack([pulse, drift, level], axis=1).astype(np.float32)
+
+
 # ── the built-in sets ────────────────────────────────────────────────────────────────────────────────────
 
 BANDS_HZ = {"bass": (20.0, 250.0), "mid": (250.0, 4000.0), "treble": (4000.0, 20000.0)}
 
 
-def _db(x: np.ndarray) -> np.ndarray:
-    """Power in dB, floored TOP_DB below the series' own peak (an absolute floor would not be gain-invariant)."""
-    db = 10.0 * np.log10(np.maximum(x, AMIN))
-    return np.maximum(db, db.max() - TOP_DB)
-
-
 def _fft(a: Analysis) -> np.ndarray:
+    """Band levels and RMS in dB re full scale (a band's share of the frame's power added to the frame's
+    RMS level), centroid and rolloff in Hz, the gated onset strength, time, the beat envelope."""
     power, freqs = a.power, a.freqs
+    total = np.maximum(power.sum(axis=0), AMIN)
     bands = []
     for lo, hi in BANDS_HZ.values():
         # treble ends at Nyquist when the analysis rate is below 40 kHz
         mask = (freqs >= lo) & (freqs < hi)
-        bands.append(_db(power[mask].sum(axis=0)))
+        share = np.maximum(power[mask].sum(axis=0), AMIN) / total
+        bands.append(np.maximum(a.rms_db + 10.0 * np.log10(share), ABS_FLOOR_DB - TOP_DB))
     magnitude = np.sqrt(power)
     centroid = librosa.feature.spectral_centroid(S=magnitude, sr=a.sr)[0]
     rolloff = librosa.feature.spectral_rolloff(S=magnitude, sr=a.sr, roll_percent=0.85)[0]
-    rms = _db(librosa.feature.rms(S=magnitude, frame_length=N_FFT)[0] ** 2)
-    per_spectral = np.stack([*bands, centroid, rolloff, a.onset, rms], axis=1)
+    per_spectral = np.stack([*bands, centroid, rolloff, a.onset, a.rms_db], axis=1)
     frames = a.to_frames(per_spectral)
     time = a.frame_times / max(a.duration_s, 1e-9)
     beat = _beat_envelope(a)
@@ -236,11 +356,14 @@ def _fft(a: Analysis) -> np.ndarray:
 
 
 def _beat_envelope(a: Analysis) -> np.ndarray:
-    """1 at each detected beat, decaying exponentially until the next; 0 before the first."""
+    """1 at each detected beat, decaying exponentially until the next; 0 before the first. The tracker runs on
+    the gated onset strength, and a beat where there is no signal (presence < 0.5) is dropped."""
     if not np.any(a.onset > 0):
         return np.zeros(a.n_frames)
     _, beats = librosa.beat.beat_track(onset_envelope=a.onset, sr=a.sr, hop_length=HOP, units="time")
     beats = np.sort(np.asarray(beats, dtype=np.float64))
+    times = librosa.frames_to_time(np.arange(a.presence.size), sr=a.sr, hop_length=HOP)
+    beats = beats[np.interp(beats, times, a.presence) >= 0.5]
     if beats.size == 0:
         return np.zeros(a.n_frames)
     idx = np.searchsorted(beats, a.frame_times + 0.5 / a.fps, side="right") - 1
@@ -262,14 +385,20 @@ register(FeatureSet(
     name="fft",
     columns=("bass", "mid", "treble", "centroid", "rolloff", "flux", "time", "beat", "rms"),
     extract=_fft,
+    version=2,  # 2: level-aware conditioning, gated onsets and beats, attack/release smoothing
     raw_columns=frozenset({"time", "beat"}),
-    description="band energies (dB), spectral centroid/rolloff/flux, time 0→1, beat envelope, RMS (dB)",
+    kinds={"bass": "energy", "mid": "energy", "treble": "energy", "rms": "energy", "centroid": "shape",
+           "rolloff": "shape", "flux": "onset"},
+    description="band levels and RMS (dB → level 0..1), spectral centroid/rolloff, gated flux, time 0→1, beat",
 ))
 register(FeatureSet(
     name="mfcc_chroma",
     columns=tuple(f"mfcc{i}" for i in range(13)) + tuple(
         f"chroma_{n}" for n in ("C", "Cs", "D", "Ds", "E", "F", "Fs", "G", "Gs", "A", "As", "B")),
     extract=_mfcc_chroma,
+    version=2,  # 2: gated z-scores (zero without signal) and shape smoothing
+    kinds={c: "shape" for c in tuple(f"mfcc{i}" for i in range(13)) + tuple(
+        f"chroma_{n}" for n in ("C", "Cs", "D", "Ds", "E", "F", "Fs", "G", "Gs", "A", "As", "B"))},
     description="13 MFCCs of the log-mel spectrogram and 12 chroma bins",
 ))
 

@@ -1,0 +1,191 @@
+"""`afx evaluate`: render styles on real tracks and measure whether the music visibly drives the picture.
+
+Each style is rendered (frames only, no video file) at 320×180 on the first `seconds` of every track,
+plus a near-silent copy of the loudest track (−90 dB, synthesised in memory), and scored with the metrics
+of daemon.metrics. The targets of docs/ART.md are checked per style and track, a contact sheet per style
+(rows: tracks, columns: moments) is written as a small JPEG, and the table replaces the block between the
+markers in docs/ART.md. Nothing here is asserted in a timed test.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from daemon.audio.decode import ANALYSIS_RATE, decode_audio
+from daemon.audio.features import FeatureTimeline, extract_features
+from daemon.metrics import TemporalMetrics
+from daemon.render import RenderSettings, render_frames
+from daemon.report import write_json_atomic
+from daemon.style import Style
+
+SILENT_DB = -90.0  # the near-silent track: the loudest track attenuated this much
+SSIM_GOAL, ALIGNMENT_GOAL, SILENCE_SHARE, CONTRAST_GOAL = 0.90, 0.5, 0.10, 2.0
+SHEET_MOMENTS = 6  # frames per track in a contact sheet
+THUMB = (160, 90)
+BEGIN, END = "<!-- afx evaluate: begin -->", "<!-- afx evaluate: end -->"
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """The first seconds of a track (or the synthesised near-silent one), as samples."""
+
+    label: str
+    samples: np.ndarray
+    rms_db: float
+
+
+def load_excerpts(paths: Sequence[Path], *, seconds: float, sr: int = ANALYSIS_RATE) -> list[Excerpt]:
+    """The tracks' first `seconds`, then the loudest one at SILENT_DB as `<name> at -90 dB`."""
+    excerpts = []
+    for path in paths:
+        _, samples = decode_audio(path, sample_rate=sr)
+        cut = samples[: int(seconds * sr)]
+        excerpts.append(Excerpt(Path(path).stem, cut, _rms_db(cut)))
+    if excerpts:
+        loud = max(excerpts, key=lambda e: e.rms_db)
+        faint = (loud.samples * 10 ** (SILENT_DB / 20)).astype(np.float32)
+        excerpts.append(Excerpt(f"{loud.label} at {SILENT_DB:.0f} dB", faint, _rms_db(faint)))
+    return excerpts
+
+
+def _rms_db(samples: np.ndarray) -> float:
+    return float(20 * np.log10(max(float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))), 1e-12)))
+
+
+def measure(style: Style, timeline: FeatureTimeline, *, size: tuple[int, int], fps: int) -> tuple[dict[str, Any],
+                                                                                                  list[np.ndarray]]:
+    """The metrics of one render, and SHEET_MOMENTS frames evenly spread over it (thumbnails)."""
+    metrics = TemporalMetrics(timeline.n_frames, fps=fps)
+    picks = set(np.linspace(0, timeline.n_frames - 1, SHEET_MOMENTS).round().astype(int).tolist())
+    thumbs, index = [], 0
+    settings = RenderSettings(width=size[0], height=size[1], fps=fps, device="cpu")
+    for batch in render_frames(style, timeline, settings, device=torch.device("cpu")):
+        metrics.update(batch)
+        for frame in batch:
+            if index in picks:
+                thumbs.append(np.asarray(Image.fromarray(frame.numpy()).resize(THUMB)))
+            index += 1
+    return metrics.result(timeline.onset, level=timeline.channel_values()[:, 2]), thumbs
+
+
+def check_targets(rows: list[dict[str, Any]]) -> None:
+    """Add target verdicts to each row of one style: ssim+alignment, silence share, contrast."""
+    loudest = max((r for r in rows if not r["silent"]), key=lambda r: r["rms_db"], default=None)
+    for r in rows:
+        m = r["metrics"]
+        reactive = max(m["onset_alignment"] or 0.0, m["onset_correlation"] or 0.0)
+        r["react_met"] = None if r["silent"] else bool((m["temporal_ssim_mean"] or 0) >= SSIM_GOAL
+                                                      and reactive >= ALIGNMENT_GOAL)  # silence has no onsets
+        r["contrast_met"] = None if m["loud_quiet_contrast"] is None else m["loud_quiet_contrast"] >= CONTRAST_GOAL
+        r["silence_share"] = None
+        if r["silent"] and loudest is not None and loudest["metrics"]["motion_energy"]:
+            r["silence_share"] = m["motion_energy"] / loudest["metrics"]["motion_energy"]
+        r["silence_met"] = None if r["silence_share"] is None else r["silence_share"] <= SILENCE_SHARE
+
+
+def contact_sheet(style_name: str, labels: Sequence[str], thumbs: Sequence[list[np.ndarray]], path: Path) -> Path:
+    """Rows of thumbnails (one row per track), each labelled; saved as a small JPEG."""
+    w, h = THUMB
+    label_h = 14
+    sheet = Image.new("RGB", (w * SHEET_MOMENTS, (h + label_h) * len(labels) + label_h), "black")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((4, 1), f"{style_name}: {SHEET_MOMENTS} moments evenly over each excerpt", fill="white")
+    for row, (label, frames) in enumerate(zip(labels, thumbs)):
+        y = label_h + row * (h + label_h)
+        draw.text((4, y + 1), label, fill="white")
+        for col, frame in enumerate(frames[:SHEET_MOMENTS]):
+            sheet.paste(Image.fromarray(frame), (col * w, y + label_h))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, quality=80)
+    return path
+
+
+def evaluate(styles: Sequence[Style], excerpts: Sequence[Excerpt], *, art_dir: Path, size: tuple[int, int] = (320, 180),
+             fps: int = 30, on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Render every style on every excerpt; returns the rows (with targets) and writes one sheet per style."""
+    rows: list[dict[str, Any]] = []
+    for style in styles:
+        style_rows, style_thumbs = [], []
+        for excerpt in excerpts:
+            started = time.perf_counter()
+            timeline = extract_features(excerpt.samples, sr=ANALYSIS_RATE, fps=fps, sets=style.features.sets)
+            metrics, thumbs = measure(style, timeline, size=size, fps=fps)
+            row = {"style": style.name, "track": excerpt.label, "rms_db": round(excerpt.rms_db, 1),
+                   "silent": excerpt.rms_db < -80, "frames": timeline.n_frames, "metrics": metrics,
+                   "seconds": round(time.perf_counter() - started, 1)}
+            style_rows.append(row)
+            style_thumbs.append(thumbs)
+            if on_row:
+                on_row(row)
+        check_targets(style_rows)
+        sheet = contact_sheet(style.name, [e.label for e in excerpts], style_thumbs, art_dir / f"{style.name}.jpg")
+        for row in style_rows:
+            row["sheet"] = sheet.name
+        rows.extend(style_rows)
+    return rows
+
+
+def _mark(value: bool | None) -> str:
+    return "n/a" if value is None else ("yes" if value else "**no**")
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    """The markdown table of docs/ART.md."""
+    lines = ["| style | track | SSIM | motion /s | onset align. | onset corr. | loud/quiet | SSIM≥0.9 & react≥0.5 "
+             "| silent ≤10 % | contrast≥2 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        m = r["metrics"]
+        silence = _mark(r["silence_met"]) + (f" ({r['silence_share']:.0%})" if r["silence_share"] is not None else "")
+        lines.append(f"| {r['style']} | {r['track']} | {_num(m['temporal_ssim_mean'], 3)} | {_num(m['motion_energy'], 1)} "
+                     f"| {_num(m['onset_alignment'])} | {_num(m['onset_correlation'])} "
+                     f"| {_num(m['loud_quiet_contrast'])} | {_mark(r['react_met'])} | {silence} "
+                     f"| {_mark(r['contrast_met'])} |")
+    return "\n".join(lines)
+
+
+def summary(rows: Sequence[dict[str, Any]]) -> str:
+    """How many (style, track) pairs meet each target."""
+    def count(key: str) -> str:
+        judged = [r[key] for r in rows if r[key] is not None]
+        return f"{sum(judged)}/{len(judged)}"
+
+    return (f"Targets met: SSIM ≥ {SSIM_GOAL} with onset alignment or correlation ≥ {ALIGNMENT_GOAL}: "
+            f"{count('react_met')}; near-silent motion ≤ {SILENCE_SHARE:.0%} of the loudest track's: "
+            f"{count('silence_met')}; loud/quiet contrast ≥ {CONTRAST_GOAL}: {count('contrast_met')} "
+            "(n/a: the excerpt's level hardly varies, or it is the silent one).")
+
+
+def rejudge(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of an earlier run (evaluate.json) with the targets judged again, style by style."""
+    rows = [dict(r) for r in rows]
+    for name in dict.fromkeys(r["style"] for r in rows):
+        check_targets([r for r in rows if r["style"] == name])
+    return rows
+
+
+def write_results(rows: Sequence[dict[str, Any]], *, doc: Path, art_dir: Path, command: str) -> Path:
+    """evaluate.json beside the sheets, and the table between the markers of `doc` (appended if absent)."""
+    write_json_atomic(art_dir / "evaluate.json", {"command": command, "rows": list(rows)})
+    sheets = sorted({r["sheet"] for r in rows})
+    rel = art_dir.relative_to(doc.parent) if art_dir.is_relative_to(doc.parent) else art_dir
+    block = "\n".join([BEGIN, "", f"Produced by `{command}`.", "", table(rows), "", summary(rows), "",
+                       *[f"![{s}]({(rel / s).as_posix()})" for s in sheets], "", END])
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Art\n\n"
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    doc.write_text(text, encoding="utf-8")
+    return doc
