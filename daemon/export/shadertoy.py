@@ -44,12 +44,12 @@ vec2 afx_centroid_rolloff() {
         weighted += amp[i] * hz;
     }
     // librosa's rolloff on magnitudes, as afx's fft set computes it
-    float centroid = weighted / max(total, 1e-9), running = 0.0, rolloff = 11025.0;
+    float mean_hz = weighted / max(total, 1e-9), running = 0.0, rolloff = 11025.0;
     for (int i = 0; i < 64; i++) {
         running += amp[i];
         if (running >= 0.85 * total) { rolloff = (float(i) + 1.0) / 64.0 * 11025.0; break; }
     }
-    return vec2(centroid, rolloff);
+    return vec2(mean_hz, rolloff);
 }
 float afx_rms_db() {
     float sum = 0.0;
