@@ -357,9 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", choices=("webgl", "shadertoy", "touchdesigner"), default="webgl",
                    help="--glsl flavour: webgl (GLSL ES 3.00, default), shadertoy (audio from iChannel0), "
                         "touchdesigner (GLSL TOP)")
-    p.add_argument("--weights", choices=("const", "texture"), default="const",
-                   help="--glsl weights in constant arrays (self-contained, default; ANGLE takes up to width 128) "
-                        "or a float texture written beside the shader (webgl only)")
+    p.add_argument("--weights", choices=("inline", "texture"), default="inline",
+                   help="--glsl weights written into the code (self-contained, default) or a float texture written "
+                        "beside the shader (webgl only; compiles in a second at any width)")
     p.add_argument("--player", nargs=2, metavar=("TRACK", "OUT.html"),
                    help="write an HTML player of TRACK with the style (the track is copied beside it)")
     p.add_argument("--fps", type=int, default=30, help="feature frames per second of the player (default 30)")

@@ -120,13 +120,14 @@ def test_packed_weights_evaluate_to_the_network():
 
 def test_shader_lists_its_inputs_and_uniforms():
     style = random_style(3, network=CPPNConfig(width=16, depth=2))
-    webgl = shader_source(style, variant="webgl", weights="const")
+    webgl = shader_source(style, variant="webgl", weights="inline")
     assert webgl.startswith("#version 300 es") and "uniform float u_features[9];" in webgl
     assert "float r = sqrt(x * x + y * y);" in webgl and "float f8 = features[8] * 1.0;" in webgl
-    assert "texelFetch" not in webgl and "const vec4 AFX_W[" in webgl
-    td = shader_source(style, variant="touchdesigner", weights="const")
+    assert "texelFetch" not in webgl and "vec4 l1_3 = act_cos(" in webgl  # 16 wide: 4 vec4s, second layer cos
+    assert "texelFetch(u_weights" in shader_source(style, variant="webgl", weights="texture")
+    td = shader_source(style, variant="touchdesigner", weights="inline")
     assert "uniform float uFft_bass;" in td and "TDOutputSwizzle" in td and "#version" not in td
-    toy = shader_source(style, variant="shadertoy", weights="const", track_seconds=42.0)
+    toy = shader_source(style, variant="shadertoy", weights="inline", track_seconds=42.0)
     assert "void mainImage(out vec4 fragColor, in vec2 fragCoord)" in toy and "#define AFX_TRACK_SECONDS 42.0" in toy
     assert "smoothstep(0.65, 0.85, bass)  /* fft.beat */" in toy
 
@@ -158,7 +159,7 @@ FEATURE_ROWS = [np.tanh(np.random.default_rng(s).standard_normal(9) * 1.5).astyp
 
 
 @needs_chromium
-@pytest.mark.parametrize("weights", ["texture", "const"])
+@pytest.mark.parametrize("weights", ["texture", "inline"])
 def test_shader_matches_torch_for_a_random_style(weights):
     from daemon.export.webgl import ShaderFrames
 
@@ -228,10 +229,10 @@ def test_touchdesigner_and_shadertoy_variants_compile_and_draw():
     """Both run here with stand-ins for their hosts' built-ins; the TouchDesigner one equals torch."""
     style = random_style(9, network=CPPNConfig(width=16, depth=3))
     feats = FEATURE_ROWS[0]
-    td = shader_source(style, variant="touchdesigner", weights="const")
+    td = shader_source(style, variant="touchdesigner", weights="inline")
     td_host = ("#version 300 es\nprecision highp float;\nstruct TDInfo { vec4 res; };\nuniform TDInfo uTDOutputInfo;\n"
                "vec4 TDOutputSwizzle(vec4 c) { return c; }\n")
-    toy = shader_source(style, variant="shadertoy", weights="const")
+    toy = shader_source(style, variant="shadertoy", weights="inline")
     toy_host = ("#version 300 es\nprecision highp float;\nuniform vec3 iResolution;\nuniform float iChannelTime[4];\n"
                 "uniform sampler2D iChannel0;\nout vec4 afxOut;\n")
     from daemon.export.glsl import uniform_name

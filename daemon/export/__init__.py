@@ -15,7 +15,7 @@ from daemon.errors import RenderError
 from daemon.style import Style
 
 
-def write_glsl(style: Style, out: Path, *, variant: str = "webgl", weights: str = "const") -> list[Path]:
+def write_glsl(style: Style, out: Path, *, variant: str = "webgl", weights: str = "inline") -> list[Path]:
     """The shader to `out`; with texture weights also `out`.weights.f32 (raw float32 RGBA rows, the shader's
     header gives the texture's size). Returns the files written."""
     from daemon.export.glsl import network_layers, pack_weights, shader_source

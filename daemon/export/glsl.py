@@ -4,10 +4,15 @@ The inputs come from `InputEncoder.channels()` (the formulas the torch encoder c
 the model's weights, the activations and colour mode from the tables below, so a channel, activation or
 colour mode added to `daemon.cppn` either appears here unchanged or fails loudly (tests/test_export.py).
 
-Weights are packed as vec4 columns of 4×4 blocks (`mat4(w[k], w[k+1], w[k+2], w[k+3]) * h`) and stored
-either in a float texture (`weights="texture"`, what the WebGL player uses: it compiles in about a second)
-or in a constant array inside the shader (`weights="const"`: self-contained, for Shadertoy and
-TouchDesigner, slower to compile). docs/PERFORMANCE.md has the measurements behind that choice.
+Weights are packed as vec4 columns of 4×4 blocks (`mat4(w[k], w[k+1], w[k+2], w[k+3]) * h`) and stored in
+one of two ways (docs/PERFORMANCE.md has the measurements behind the choice):
+
+- `texture`: one RGBA32F texture read with texelFetch in loops (the player: compiles in about a second at
+  any width);
+- `inline`: straight-line code with every weight a literal (self-contained: Shadertoy, TouchDesigner and
+  `afx export --glsl`; on SwiftShader 9× faster per frame, but 26 s to compile at width 128).
+A constant *array* would be self-contained too, but ANGLE refuses one over 64 KB, which a 128×4 network
+exceeds; uniform buffers were measured no faster than the texture on SwiftShader.
 
 Variants: `webgl` (GLSL ES 3.00: uniforms `u_resolution`, `u_position`, `u_features[F]`, `u_weights`),
 `shadertoy` (features approximated from iChannel0's FFT texture, see `daemon.export.shadertoy`) and
@@ -27,7 +32,7 @@ from daemon.errors import RenderError
 from daemon.style import Style
 
 VARIANTS = ("webgl", "shadertoy", "touchdesigner")
-WEIGHT_STORAGE = ("texture", "const")
+WEIGHT_STORAGE = ("texture", "inline")
 TEXTURE_WIDTH = 1024  # texels (vec4) per row of the weight texture; WebGL2 guarantees 2048
 
 # each activation on a vec4, as torch computes it (tanh is clamped: tanh(±15) is ±1 in fp32 and some GLSL
@@ -122,13 +127,13 @@ def glsl_float(value: float) -> str:
 
 def shader_source(style: Style, *, variant: str = "webgl", weights: str = "texture",
                   track_seconds: float | None = None) -> str:
-    """The fragment shader of `style` in one of VARIANTS, its weights in a texture or constant arrays."""
+    """The fragment shader of `style` in one of VARIANTS, its weights stored as WEIGHT_STORAGE says."""
     if variant not in VARIANTS:
         raise RenderError(f"unknown shader variant {variant!r}", hint=f"one of {', '.join(VARIANTS)}")
     if weights not in WEIGHT_STORAGE:
         raise RenderError(f"unknown weight storage {weights!r}", hint=f"one of {', '.join(WEIGHT_STORAGE)}")
-    if variant != "webgl" and weights == "texture":
-        raise RenderError(f"the {variant} variant must be self-contained", hint="use weights='const'")
+    if variant != "webgl" and weights != "inline":
+        raise RenderError(f"the {variant} variant must be self-contained", hint="use weights='inline'")
     mode = style.model.colour_mode
     if mode not in GLSL_COLOUR_MODES:
         raise RenderError(f"colour mode {mode!r} has no GLSL form yet",
@@ -140,7 +145,8 @@ def shader_source(style: Style, *, variant: str = "webgl", weights: str = "textu
     if n_features == 0:
         raise RenderError(f"style '{style.name}' reads no audio features; the shader needs at least one")
     parts = [header(style, variant, weights, packed), activation_functions(layers),
-             weight_access(packed, weights), colour_function(style, layers, packed, channels, n_features, mode)]
+             weight_access(packed, weights),
+             colour_function(layers, packed, channels, n_features, mode, weights=weights)]
     if variant == "webgl":
         parts.append(webgl_main(n_features))
     elif variant == "touchdesigner":
@@ -181,13 +187,11 @@ def weight_access(packed: PackedWeights, weights: str) -> str:
     if weights == "texture":
         return (f"vec4 afx_w(int k) {{ return texelFetch(u_weights, ivec2(k % {TEXTURE_WIDTH}, "
                 f"k / {TEXTURE_WIDTH}), 0); }}\n")
-    n = packed.data.shape[0]
-    rows = ",\n".join("vec4(" + ", ".join(glsl_float(v) for v in row) + ")" for row in packed.data)
-    return f"const vec4 AFX_W[{n}] = vec4[{n}](\n{rows});\nvec4 afx_w(int k) {{ return AFX_W[k]; }}\n"
+    return ""
 
 
-def colour_function(style: Style, layers: list[Layer], packed: PackedWeights, channels: tuple[InputChannel, ...],
-                    n_features: int, mode: str) -> str:
+def colour_function(layers: list[Layer], packed: PackedWeights, channels: tuple[InputChannel, ...],
+                    n_features: int, mode: str, *, weights: str) -> str:
     """`vec3 afx_colour(px, py, width, height, position, features)`: the encoder, the layers, the colour."""
     widest = max(blocks(layer.weight.shape[0]) for layer in layers)
     n_in = blocks(len(channels))
@@ -199,9 +203,12 @@ def colour_function(style: Style, layers: list[Layer], packed: PackedWeights, ch
             raise RenderError(f"input channel name {ch.name!r} is not an identifier")
         lines.append(f"    float {ch.name} = {ch.formula};  // per {ch.per}")
     names = [c.name for c in channels] + ["0.0"] * (n_in * 4 - len(channels))
-    packs = ", ".join(f"vec4({', '.join(names[i:i + 4])})" for i in range(0, len(names), 4))
-    lines += [f"    vec4 h[{max(widest, n_in)}];", f"    vec4 g[{widest}];"]
-    lines += [f"    vec4 inputs[{n_in}] = vec4[{n_in}]({packs});",
+    packs = [f"vec4({', '.join(names[i:i + 4])})" for i in range(0, len(names), 4)]
+    if weights == "inline":
+        lines += [f"    vec4 in_{k} = {pack};" for k, pack in enumerate(packs)]
+        return "\n".join(lines + inline_layers(layers, packed, mode)) + "\n"
+    lines += [f"    vec4 h[{max(widest, n_in)}];", f"    vec4 g[{widest}];",
+              f"    vec4 inputs[{n_in}] = vec4[{n_in}]({', '.join(packs)});",
               f"    for (int k = 0; k < {n_in}; k++) h[k] = inputs[k];"]
     for i, (layer, (first, bias)) in enumerate(zip(layers, packed.offsets)):
         bo, bi = blocks(layer.weight.shape[0]), blocks(layer.weight.shape[1])
@@ -219,6 +226,31 @@ def colour_function(style: Style, layers: list[Layer], packed: PackedWeights, ch
                   f"    for (int j = 0; j < {bo}; j++) h[j] = g[j];"]
     lines += ["    vec4 logits = h[0];", f"    return {GLSL_COLOUR_MODES[mode]};", "}"]
     return "\n".join(lines) + "\n"
+
+
+def inline_layers(layers: list[Layer], packed: PackedWeights, mode: str) -> list[str]:
+    """The layers as straight-line code with every weight a literal (no arrays: ANGLE caps a constant array
+    at 64 KB, and literals are what GPU compilers fold best)."""
+    lines, previous = [], "in"
+    for i, (layer, (first, bias)) in enumerate(zip(layers, packed.offsets)):
+        bo, bi = blocks(layer.weight.shape[0]), blocks(layer.weight.shape[1])
+        lines.append(f"    // layer {i}: {layer.weight.shape[1]} → {layer.weight.shape[0]}"
+                     + (f", {layer.activation}" if layer.activation else ", colour"))
+        for j in range(bo):
+            terms = [vec4_literal(packed.data[bias + j])]
+            for k in range(bi):
+                o = first + (j * bi + k) * 4
+                cols = ", ".join(", ".join(glsl_float(v) for v in packed.data[o + c]) for c in range(4))
+                terms.append(f"mat4({cols}) * {previous}_{k}")
+            total = "\n        + ".join(terms)
+            value = f"act_{layer.activation}({total})" if layer.activation else total
+            lines.append(f"    vec4 l{i}_{j} = {value};")
+        previous = f"l{i}"
+    return lines + [f"    vec4 logits = {previous}_0;", f"    return {GLSL_COLOUR_MODES[mode]};", "}"]
+
+
+def vec4_literal(row: np.ndarray) -> str:
+    return "vec4(" + ", ".join(glsl_float(v) for v in row) + ")"
 
 
 def webgl_main(n_features: int) -> str:

@@ -33,7 +33,7 @@ def player_data(style: Style, timeline: FeatureTimeline, *, audio_name: str, tra
     values = np.ascontiguousarray(timeline.values, dtype="<f2")
     return {
         "shader": shader_source(style, variant="webgl", weights="texture"),
-        "weights": weights_payload(style),
+        "weights": weights_payload(style, "texture"),
         "features": {"b64": base64.b64encode(values.tobytes()).decode(), "frames": timeline.n_frames,
                      "fps": timeline.fps, "columns": list(timeline.names)},
         "audio": audio_name, "track": track_name,

@@ -24,17 +24,20 @@ def runtime_js() -> str:
     return resources.files("daemon.export").joinpath("runtime.js").read_text()
 
 
-def weights_payload(style: Style) -> dict[str, Any]:
-    """The weight texture as the runtime takes it: base64 float32 RGBA, width and rows."""
-    packed = pack_weights(network_layers(style.model))
-    return {"b64": base64.b64encode(packed.texture().tobytes()).decode(), "width": TEXTURE_WIDTH,
-            "rows": packed.texture_rows}
+def weights_payload(style: Style, weights: str) -> dict[str, Any] | None:
+    """The weight texture as the runtime takes it (base64 float32 RGBA, width, rows); None for inline weights."""
+    layers = network_layers(style.model)
+    if weights == "texture":
+        packed = pack_weights(layers)
+        return {"b64": base64.b64encode(packed.texture().astype("<f4").tobytes()).decode(), "width": TEXTURE_WIDTH,
+                "rows": packed.texture_rows}
+    return None
 
 
 def frame_page(style: Style, *, weights: str = "texture") -> str:
     """A page with a canvas and `window.afxFrame(width, height, position, features)` → base64 RGB."""
     source = shader_source(style, variant="webgl", weights=weights)
-    payload = weights_payload(style) if weights == "texture" else None
+    payload = weights_payload(style, weights)
     return f"""<!doctype html><html><body style="margin:0"><canvas id="c"></canvas><script>
 {runtime_js()}
 const SHADER = {json.dumps(source)};
