@@ -159,7 +159,7 @@ FEATURE_ROWS = [np.tanh(np.random.default_rng(s).standard_normal(9) * 1.5).astyp
 
 
 @needs_chromium
-@pytest.mark.parametrize("weights", ["texture", "inline"])
+@pytest.mark.parametrize("weights", ["uniform", "texture", "inline"])
 def test_shader_matches_torch_for_a_random_style(weights):
     from daemon.export.webgl import ShaderFrames
 
@@ -220,8 +220,13 @@ def test_player_shows_the_renderers_frame_at_the_audio_time(tmp_path, make_wav, 
                                           stop=frame + 1))[0].numpy()
             # the player's features are float16: still far above the bar
             assert psnr(got, expected) >= MIN_PSNR, frame
+        assert browser.evaluate("afxPlayer.storage()") == "uniform", "SwiftShader has room for the uniform blocks"
         other = next(render_frames(style, timeline, settings, device=torch.device("cpu"), start=3, stop=4))[0].numpy()
         assert psnr(got, other) < MIN_PSNR, "frames 3 and 14 must differ, or the check above proves nothing"
+        browser.open(out.as_uri() + "?size=64x36&weights=texture", ready="window.afxPlayer && afxPlayer.ready()")
+        browser.evaluate("afxPlayer.seek(1.4)")
+        texture = np.frombuffer(base64.b64decode(browser.evaluate("afxPlayer.pixels()")), np.uint8).reshape(36, 64, 3)
+        assert browser.evaluate("afxPlayer.storage()") == "texture" and psnr(texture, expected) >= MIN_PSNR
 
 
 @needs_chromium

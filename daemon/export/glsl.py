@@ -5,14 +5,16 @@ the model's weights, the activations and colour mode from the tables below, so a
 colour mode added to `daemon.cppn` either appears here unchanged or fails loudly (tests/test_export.py).
 
 Weights are packed as vec4 columns of 4×4 blocks (`mat4(w[k], w[k+1], w[k+2], w[k+3]) * h`) and stored in
-one of two ways (docs/PERFORMANCE.md has the measurements behind the choice):
+one of three ways (docs/PERFORMANCE.md has the measurements and the arithmetic behind the choice):
 
-- `texture`: one RGBA32F texture read with texelFetch in loops (the player: compiles in about a second at
-  any width);
+- `uniform`: uniform buffers of 4096 vec4s (64 KB) each, read in loops: compiles in about a second, and on
+  a GPU every pixel reads the same constants through the constant cache (the player's first choice);
+- `texture`: the same vec4s in one RGBA32F texture read with texelFetch (the player's fallback where the
+  GL has too few or too small uniform blocks; on a GPU texture fetches, not arithmetic, then bound speed);
 - `inline`: straight-line code with every weight a literal (self-contained: Shadertoy, TouchDesigner and
   `afx export --glsl`; on SwiftShader 9× faster per frame, but 26 s to compile at width 128).
 A constant *array* would be self-contained too, but ANGLE refuses one over 64 KB, which a 128×4 network
-exceeds; uniform buffers were measured no faster than the texture on SwiftShader.
+exceeds.
 
 Variants: `webgl` (GLSL ES 3.00: uniforms `u_resolution`, `u_position`, `u_features[F]`, `u_weights`),
 `shadertoy` (features approximated from iChannel0's FFT texture, see `daemon.export.shadertoy`) and
@@ -32,7 +34,8 @@ from daemon.errors import RenderError
 from daemon.style import Style
 
 VARIANTS = ("webgl", "shadertoy", "touchdesigner")
-WEIGHT_STORAGE = ("texture", "inline")
+WEIGHT_STORAGE = ("uniform", "texture", "inline")
+UNIFORM_BLOCK_VEC4S = 4096  # vec4s per uniform block: 64 KB, what Chrome reports on desktop GPUs and SwiftShader
 TEXTURE_WIDTH = 1024  # texels (vec4) per row of the weight texture; WebGL2 guarantees 2048
 
 # each activation on a vec4, as torch computes it (tanh is clamped: tanh(±15) is ±1 in fp32 and some GLSL
@@ -69,6 +72,10 @@ class PackedWeights:
     @property
     def texture_rows(self) -> int:
         return math.ceil(self.data.shape[0] / TEXTURE_WIDTH)
+
+    @property
+    def uniform_blocks(self) -> int:
+        return math.ceil(self.data.shape[0] / UNIFORM_BLOCK_VEC4S)
 
     def texture(self) -> np.ndarray:
         """[rows, TEXTURE_WIDTH, 4] float32: the data padded to whole texture rows."""
@@ -173,6 +180,9 @@ def header(style: Style, variant: str, weights: str, packed: PackedWeights) -> s
                  "out vec4 fragColor;"]
         if weights == "texture":
             lines.append(f"uniform sampler2D u_weights;  // RGBA32F, {TEXTURE_WIDTH} x {packed.texture_rows}")
+        if weights == "uniform":
+            lines += [f"layout(std140) uniform AfxBlock{b} {{ vec4 afx_u{b}[{UNIFORM_BLOCK_VEC4S}]; }};"
+                      for b in range(packed.uniform_blocks)]
     elif variant == "touchdesigner":
         lines.append("layout(location = 0) out vec4 fragColor;")
     return "\n".join(lines) + "\n"
@@ -184,6 +194,10 @@ def activation_functions(layers: list[Layer]) -> str:
 
 
 def weight_access(packed: PackedWeights, weights: str) -> str:
+    if weights == "uniform":  # k is the same for every pixel: a uniform branch, no divergence
+        cases = " else ".join(f"if (b == {b}) return afx_u{b}[i];" for b in range(packed.uniform_blocks))
+        return (f"vec4 afx_w(int k) {{\n    int b = k / {UNIFORM_BLOCK_VEC4S}, i = k % {UNIFORM_BLOCK_VEC4S};\n"
+                f"    {cases}\n    return vec4(0.0);\n}}\n")
     if weights == "texture":
         return (f"vec4 afx_w(int k) {{ return texelFetch(u_weights, ivec2(k % {TEXTURE_WIDTH}, "
                 f"k / {TEXTURE_WIDTH}), 0); }}\n")

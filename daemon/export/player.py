@@ -20,7 +20,7 @@ import numpy as np
 
 from daemon.audio.features import FeatureTimeline
 from daemon.errors import RenderError
-from daemon.export.glsl import shader_source
+from daemon.export.glsl import network_layers, pack_weights, shader_source
 from daemon.export.webgl import runtime_js, weights_payload
 from daemon.style import Style
 
@@ -32,7 +32,10 @@ def player_data(style: Style, timeline: FeatureTimeline, *, audio_name: str, tra
                           f"{list(style.features.columns)}", hint="compute the style's own feature sets")
     values = np.ascontiguousarray(timeline.values, dtype="<f2")
     return {
-        "shader": shader_source(style, variant="webgl", weights="texture"),
+        # uniform buffers where the GL has enough 64 KB blocks, else the texture (the page decides)
+        "shaders": {"uniform": shader_source(style, variant="webgl", weights="uniform"),
+                    "texture": shader_source(style, variant="webgl", weights="texture")},
+        "uniform_blocks": pack_weights(network_layers(style.model)).uniform_blocks,
         "weights": weights_payload(style, "texture"),
         "features": {"b64": base64.b64encode(values.tobytes()).decode(), "frames": timeline.n_frames,
                      "fps": timeline.fps, "columns": list(timeline.names)},

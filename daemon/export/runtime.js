@@ -24,6 +24,8 @@ function afxFloat16(b64) {
   return out;
 }
 
+// weights: the packed vec4s {data: Float32Array, width, rows}, bound as the shader asks: uniform blocks
+// AfxBlock0.. or the texture u_weights; null when the shader has them inline
 function afxCreate(canvas, fragmentSource, weights, options) {
   const gl = canvas.getContext("webgl2", Object.assign({antialias: false, alpha: false, depth: false,
                                                         powerPreference: "high-performance"}, options || {}));
@@ -49,7 +51,20 @@ function afxCreate(canvas, fragmentSource, weights, options) {
   const a = gl.getAttribLocation(program, "a");
   gl.enableVertexAttribArray(a);
   gl.vertexAttribPointer(a, 2, gl.FLOAT, false, 0, 0);
-  if (weights) {
+  const blocks = [];
+  for (let i = 0; weights && gl.getUniformBlockIndex(program, "AfxBlock" + i) !== gl.INVALID_INDEX; i++) blocks.push(i);
+  if (blocks.length) {  // uniform buffers: AfxBlock<i> holds vec4s 4096 i .. 4096 (i + 1) of the packed weights
+    const size = 4096 * 4;
+    for (const i of blocks) {
+      const data = new Float32Array(size);
+      data.set(weights.data.subarray(i * size, Math.min((i + 1) * size, weights.data.length)));
+      const buffer = gl.createBuffer();
+      gl.bindBuffer(gl.UNIFORM_BUFFER, buffer);
+      gl.bufferData(gl.UNIFORM_BUFFER, data, gl.STATIC_DRAW);
+      gl.uniformBlockBinding(program, gl.getUniformBlockIndex(program, "AfxBlock" + i), i);
+      gl.bindBufferBase(gl.UNIFORM_BUFFER, i, buffer);
+    }
+  } else if (weights) {
     gl.activeTexture(gl.TEXTURE0);
     gl.bindTexture(gl.TEXTURE_2D, gl.createTexture());
     gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
@@ -83,4 +98,11 @@ function afxCreate(canvas, fragmentSource, weights, options) {
       return btoa(text);
     },
   };
+}
+
+// whether this GL takes `count` uniform blocks of 4096 vec4s in a fragment shader (else: the texture shader)
+function afxUniformBlocksFit(count) {
+  const gl = document.createElement("canvas").getContext("webgl2");
+  return !!gl && gl.getParameter(gl.MAX_UNIFORM_BLOCK_SIZE) >= 4096 * 16
+    && gl.getParameter(gl.MAX_FRAGMENT_UNIFORM_BLOCKS) >= count;
 }

@@ -25,16 +25,17 @@ def runtime_js() -> str:
 
 
 def weights_payload(style: Style, weights: str) -> dict[str, Any] | None:
-    """The weight texture as the runtime takes it (base64 float32 RGBA, width, rows); None for inline weights."""
+    """The packed weights as the runtime takes them (base64 float32 RGBA texture rows, width, rows; uniform
+    blocks are cut from the same data); None for inline weights."""
     layers = network_layers(style.model)
-    if weights == "texture":
+    if weights in ("texture", "uniform"):  # the same packed vec4s, as texture rows or uniform blocks
         packed = pack_weights(layers)
         return {"b64": base64.b64encode(packed.texture().astype("<f4").tobytes()).decode(), "width": TEXTURE_WIDTH,
                 "rows": packed.texture_rows}
     return None
 
 
-def frame_page(style: Style, *, weights: str = "texture") -> str:
+def frame_page(style: Style, *, weights: str = "uniform") -> str:
     """A page with a canvas and `window.afxFrame(width, height, position, features)` → base64 RGB."""
     source = shader_source(style, variant="webgl", weights=weights)
     payload = weights_payload(style, weights)
@@ -70,7 +71,7 @@ window.afxPageReady = true;
 class ShaderFrames:
     """Draw a style's exported shader in headless Chromium: `with ShaderFrames(style) as s: s.frame(...)`."""
 
-    def __init__(self, style: Style, *, weights: str = "texture", timeout_s: float = 300.0) -> None:
+    def __init__(self, style: Style, *, weights: str = "uniform", timeout_s: float = 300.0) -> None:
         self.style, self.weights, self.timeout_s = style, weights, timeout_s
 
     def __enter__(self) -> ShaderFrames:
