@@ -10,6 +10,8 @@ import base64
 import json
 import math
 import re
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +22,7 @@ from daemon.cli import main
 from daemon.cppn import ACTIVATIONS, CPPNConfig, EncoderConfig, InputEncoder
 from daemon.export.browser import Browser, find_chromium
 from daemon.export.glsl import (
-    GLSL_ACTIVATIONS, GLSL_COLOUR_MODES, blocks, network_layers, pack_weights, shader_source,
+    GLSL_ACTIVATIONS, GLSL_COLOUR_MODES, blocks, network_layers, pack_weights, shader_source, uniform_name,
 )
 from daemon.render import RenderSettings, render_frames
 from daemon.style import random_style
@@ -197,8 +199,8 @@ def test_shader_matches_torch_for_a_trained_style(tmp_path):
 @needs_chromium
 def test_player_shows_the_renderers_frame_at_the_audio_time(tmp_path, make_wav, capsys):
     """Export a player, seek its <audio> in Chromium, and compare with the renderer's frame at that time."""
-    from daemon.audio.features import extract_features
     from daemon.audio.decode import decode_audio
+    from daemon.audio.features import extract_features
 
     track = make_wav("song.wav", 2.0)
     out = tmp_path / "site" / "play.html"
@@ -240,7 +242,6 @@ def test_touchdesigner_and_shadertoy_variants_compile_and_draw():
     toy = shader_source(style, variant="shadertoy", weights="inline")
     toy_host = ("#version 300 es\nprecision highp float;\nuniform vec3 iResolution;\nuniform float iChannelTime[4];\n"
                 "uniform sampler2D iChannel0;\nout vec4 afxOut;\n")
-    from daemon.export.glsl import uniform_name
     sets = "".join(f"gl.uniform1f(gl.getUniformLocation(p, '{uniform_name(c)}'), {float(v)!r});"
                    for c, v in zip(style.features.columns, feats))
     page = f"""<canvas id=c width=32 height=18></canvas><script>
@@ -273,8 +274,6 @@ def test_touchdesigner_and_shadertoy_variants_compile_and_draw():
       (gl, p) => {{ gl.uniform3f(gl.getUniformLocation(p, 'iResolution'), 32, 18, 1);
                    gl.uniform1fv(gl.getUniformLocation(p, 'iChannelTime'), [60, 0, 0, 0]); audio(gl, level); }});
     </script>"""
-    import tempfile
-    from pathlib import Path
     with tempfile.TemporaryDirectory() as tmp, Browser() as browser:
         path = Path(tmp) / "variants.html"
         path.write_text(page)

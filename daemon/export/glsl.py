@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daemon.cppn import ACTIVATIONS, CPPN, InputChannel
+from daemon.cppn import CPPN, InputChannel
 from daemon.errors import RenderError
 from daemon.style import Style
 
