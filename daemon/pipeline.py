@@ -162,9 +162,10 @@ def export_player(audio_path: Path, style: Style, *, out_path: Path, fps: int = 
     The features are the renderer's own (`track_features`, the style's sets and reductions, at `fps`), so
     the player shows at i / fps what `render_track` writes as frame i.
     """
-    from daemon.export.player import write_player
+    from daemon.export.player import check_player_path, write_player
 
     out_path = Path(out_path)
+    check_player_path(out_path, fps=fps)  # before the features, which take a while
     check_writable(out_path.parent)
     track, timeline, _ = track_features(Path(audio_path), style.features.sets, fps=fps, ctx=ctx,
                                         plan=plan_for_style(style))

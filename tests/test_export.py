@@ -153,6 +153,11 @@ def test_export_errors_say_what_to_do(tmp_path, capsys):
     assert "must be self-contained" in capsys.readouterr().err
     assert main(["export", "random:2", "--player", str(tmp_path / "none.wav"), str(tmp_path / "p.html")]) == 2
     assert "none.wav" in capsys.readouterr().err
+    assert main(["export", "random:2", "--player", str(tmp_path / "none.wav"), str(tmp_path / "p.mp4")]) == 2
+    assert "must end in .html" in capsys.readouterr().err
+    assert main(["export", "random:2", "--player", str(tmp_path / "none.wav"), str(tmp_path / "p.html"),
+                 "--fps", "0"]) == 2
+    assert "from 1 to 240 frames per second" in capsys.readouterr().err
 
 
 # ── in headless Chromium ─────────────────────────────────────────────────────────────────────────────────

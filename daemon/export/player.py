@@ -58,8 +58,7 @@ def player_html(data: dict[str, Any]) -> str:
 def write_player(style: Style, timeline: FeatureTimeline, *, audio_path: Path, out: Path) -> dict[str, Path]:
     """OUT.html and the track copied beside it as OUT.<ext> (unless it is there already); both atomically."""
     out, audio_path = Path(out), Path(audio_path)
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise RenderError("the player's file name must end in .html", path=out, hint="e.g. --player TRACK out.html")
+    check_player_path(out, fps=timeline.fps)
     audio_out = out.with_suffix(audio_path.suffix.lower() or ".audio")
     if audio_out.resolve() != audio_path.resolve():
         _copy_atomic(audio_path, audio_out)
@@ -72,6 +71,14 @@ def write_player(style: Style, timeline: FeatureTimeline, *, audio_path: Path, o
         scratch.unlink(missing_ok=True)
         raise
     return {"html": out, "audio": audio_out}
+
+
+def check_player_path(out: Path, *, fps: float) -> None:
+    if Path(out).suffix.lower() not in (".html", ".htm"):
+        raise RenderError("the player's file name must end in .html", path=out, hint="e.g. --player TRACK out.html")
+    if not 1 <= fps <= 240:
+        raise RenderError(f"the player's feature rate must be from 1 to 240 frames per second, got {fps:g}",
+                          hint="e.g. --fps 30")
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
