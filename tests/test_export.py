@@ -292,3 +292,27 @@ def test_touchdesigner_and_shadertoy_variants_compile_and_draw():
         assert psnr(pixels("td()"), expected) >= MIN_PSNR
         quiet, loud = pixels("toy(60)"), pixels("toy(240)")
         assert quiet.std() > 5 and psnr(quiet, loud) < 40, "the Shadertoy variant must follow iChannel0"
+
+
+@needs_chromium
+def test_live_input_follows_the_playing_audio(tmp_path, make_wav):
+    """The player's live mode (Web Audio analyser, the documented approximation) on its own track: bounded
+    features that move with the music, and the position input following the audio element."""
+    import time
+
+    track = make_wav("live.wav", 4.0)
+    out = tmp_path / "live.html"
+    assert main(["export", "random:4", "--player", str(track), str(out), "--fps", "10"]) == 0
+    with Browser() as browser:
+        browser.open(out.as_uri() + "?size=8x8&live=track", ready="window.afxPlayer && afxPlayer.live()")
+        samples, deadline = [], time.monotonic() + 60
+        while len({tuple(s[1]) for s in samples}) < 8 and time.monotonic() < deadline:
+            samples.append(browser.evaluate("[document.getElementById('audio').currentTime, afxPlayer.row()]"))
+            time.sleep(0.05)
+    columns = list(random_style(4).features.columns)
+    rows = np.array([s[1] for s in samples])
+    assert len({tuple(r) for r in rows}) >= 8, "the live features did not change while the track played"
+    assert np.isfinite(rows).all() and np.abs(rows).max() <= 1.0
+    assert rows[:, columns.index("fft.rms")].std() > 0.05, "loudness must move with the swelling test track"
+    times = rows[:, columns.index("fft.time")]
+    assert times[-1] > times[0] and samples[-1][0] > samples[0][0], "time follows the playing audio"

@@ -52,6 +52,7 @@ def player_html(data: dict[str, Any]) -> str:
     blob = json.dumps(data).replace("</", "<\\/")
     return (template.replace("__AFX_TITLE__", title)
             .replace("/*__AFX_RUNTIME__*/", runtime_js())
+            .replace("/*__AFX_LIVE__*/", resources.files("daemon.export").joinpath("live.js").read_text())
             .replace("/*__AFX_DATA__*/", f"const AFX = {blob};"))
 
 
