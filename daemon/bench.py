@@ -486,7 +486,7 @@ def shader_row(plan: BenchPlan, weights: str) -> Row:
     width, height = plan.shader_size
     with ShaderFrames(style, weights=weights, timeout_s=3600) as shader:
         first_s = timed(lambda: shader.frame(16, 16, position=0.5, features=features))
-        shader.frame(width, height, position=0.5, features=features)
+        shader.resize(width, height)  # no warm-up frame: one 720p frame takes minutes on software GL
         renderer = shader.browser.evaluate("(e => e ? afx.gl.getParameter(e.UNMASKED_RENDERER_WEBGL) : "
                                            "afx.gl.getParameter(afx.gl.RENDERER))"
                                            "(afx.gl.getExtension('WEBGL_debug_renderer_info'))")

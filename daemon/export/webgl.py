@@ -64,6 +64,7 @@ window.afxTime = (frames, features) => {{
   return times;
 }};
 window.afxCompileMs = () => afx.compileMs;
+window.afxResize = (width, height) => {{ const c = document.getElementById("c"); c.width = width; c.height = height; }};
 window.afxPageReady = true;
 </script></body></html>"""
 
@@ -91,6 +92,10 @@ class ShaderFrames:
         b64 = self.browser.evaluate(f"afxFrame({width}, {height}, {float(position)!r}, "
                                     f"{json.dumps([float(v) for v in features])})")
         return np.frombuffer(base64.b64decode(b64), dtype=np.uint8).reshape(height, width, 3)
+
+    def resize(self, width: int, height: int) -> None:
+        """Size the canvas for `time` without drawing."""
+        self.browser.evaluate(f"afxResize({width}, {height})")
 
     def compile_ms(self) -> float:
         return float(self.browser.evaluate("afxCompileMs()"))
