@@ -492,7 +492,8 @@ def shader_row(plan: BenchPlan, weights: str) -> Row:
                                            "(afx.gl.getExtension('WEBGL_debug_renderer_info'))")
         times = shader.time(plan.shader_frames, features=features)
     return {"size": f"{width}x{height}", "network": network_label(style), "weights": weights,
-            "compile_s": round(first_s, 3), "gl": renderer, **throughput(times)}
+            "compile_s": round(first_s, 3), "seconds_per_frame": round(min(times), 2), "gl": renderer,
+            **throughput(times)}
 
 
 # ── targets from issue 5 ─────────────────────────────────────────────────────────────────────────────────
@@ -646,5 +647,5 @@ def describe_row(section: str, row: Row) -> str:
         return f"encoder     {row['size']:>9}  {row['fps']:.1f} frames/s"
     if section == "shader":
         return (f"shader      {row['size']:>9} {row['network']:>5} {row['weights']:>7}  {row['fps']:8.3f} fps "
-                f"(compile + first frame {row['compile_s']:.1f} s; {row['gl']})")
+                f"({row['seconds_per_frame']:g} s a frame; compile + first frame {row['compile_s']:.1f} s; {row['gl']})")
     return f"{section} {row}"
