@@ -10,7 +10,9 @@ What it measures (each by one small function below):
 - training steps/s of `daemon.train.optimise` per CLIP model at the spec defaults (untrained weights:
   the same FLOPs as trained ones, and nothing to download);
 - feature extraction speed per feature set (× real time, after a warm-up run for numba's JIT);
-- encoder frames/s (VideoWriter → ffmpeg x264 with synthetic frames).
+- encoder frames/s (VideoWriter → ffmpeg x264 with synthetic frames);
+- the exported shader's frames/s in headless Chromium (software GL, SwiftShader, where there is no GPU),
+  with its weights in uniform buffers, a texture and inline.
 
 Nothing here prints: the CLI renders the rows this module returns. Throughput is reported from the
 fastest frame (the least disturbed by other processes; the median is kept beside it), with the renderer
@@ -80,6 +82,9 @@ class BenchPlan:
     feature_seconds: float  # length of the synthesised track for feature extraction
     encoder_size: tuple[int, int]  # encoder benchmark frame size
     encoder_frames: int  # frames pushed through the encoder
+    shader_size: tuple[int, int] = (1280, 720)  # exported shader in headless Chromium (software GL where no GPU)
+    shader_width: int = 128  # CPPN width of the shader row (depth 4)
+    shader_frames: int = 1  # timed frames per weight storage (a 720p frame takes minutes on SwiftShader)
 
 
 QUICK = BenchPlan(
@@ -88,6 +93,7 @@ QUICK = BenchPlan(
     train_steps_cpu=2, train_steps_cuda=3, train_resolution=64, feature_sets=("fft", "mfcc_chroma"),
     feature_seconds=5.0,
     encoder_size=(160, 90), encoder_frames=30,
+    shader_size=(160, 90), shader_width=32, shader_frames=3,
 )
 FULL = BenchPlan(
     name="full", sizes=((640, 360), (1280, 720), (1920, 1080)), widths=(128, 256), budget_s=3.0, rounds=2,
@@ -127,6 +133,7 @@ def run_bench(plan: BenchPlan, *, devices: list[torch.device], out: Path, e2e_si
     section("training", (row for d in devices for row in training_rows(plan, d)))
     section("features", feature_rows(plan))
     section("encoder", encoder_rows(plan))
+    section("shader", shader_rows(plan))
     result["machine"]["load_average_end"] = load_average()
     result["targets"] = target_checks(result)
     write_json_atomic(out, result)
@@ -457,6 +464,40 @@ def synthetic_frames(width: int, height: int, n: int) -> list[np.ndarray]:
     return out
 
 
+# ── the exported shader in headless Chromium ──────────────────────────────────────────────────────────────
+
+def shader_rows(plan: BenchPlan) -> Iterator[Row]:
+    from daemon.export.browser import find_chromium
+
+    size = "{}x{}".format(*plan.shader_size)
+    for weights in ("uniform", "texture", "inline"):
+        context = {"size": size, "network": f"{plan.shader_width}x4", "weights": weights}
+        if find_chromium() is None:
+            yield {**context, "skipped": "no Chromium (scripts/bootstrap.sh installs Debian's chromium)"}
+            continue
+        yield guarded(context, lambda: shader_row(plan, weights))
+
+
+def shader_row(plan: BenchPlan, weights: str) -> Row:
+    """Frames/s of the `afx export` shader (the player's page and runtime) in headless Chromium: the first
+    frame's time at 16x16 (mostly compiling), then finished frames at the plan's size."""
+    from daemon.export.webgl import ShaderFrames
+
+    style = bench_style(plan.shader_width)
+    features = synthetic_timeline(style, 1).values[0]
+    width, height = plan.shader_size
+    with ShaderFrames(style, weights=weights, timeout_s=3600) as shader:
+        first_s = timed(lambda: shader.frame(16, 16, position=0.5, features=features))
+        shader.resize(width, height)  # no warm-up frame: one 720p frame takes minutes on software GL
+        renderer = shader.browser.evaluate("(e => e ? afx.gl.getParameter(e.UNMASKED_RENDERER_WEBGL) : "
+                                           "afx.gl.getParameter(afx.gl.RENDERER))"
+                                           "(afx.gl.getExtension('WEBGL_debug_renderer_info'))")
+        times = shader.time(plan.shader_frames, features=features)
+    return {"size": f"{width}x{height}", "network": network_label(style), "weights": weights,
+            "compile_s": round(first_s, 3), "seconds_per_frame": round(min(times), 2), "gl": renderer,
+            **throughput(times)}
+
+
 # ── targets from issue 5 ─────────────────────────────────────────────────────────────────────────────────
 
 def target_checks(result: dict[str, Any]) -> list[Row]:
@@ -608,4 +649,7 @@ def describe_row(section: str, row: Row) -> str:
         return f"features    {row['set']:<12} {row['x_realtime']:8.1f}x real time"
     if section == "encoder":
         return f"encoder     {row['size']:>9}  {row['fps']:.1f} frames/s"
+    if section == "shader":
+        return (f"shader      {row['size']:>9} {row['network']:>5} {row['weights']:>7}  {row['fps']:8.3f} fps "
+                f"({row['seconds_per_frame']:g} s a frame; compile + first frame {row['compile_s']:.1f} s; {row['gl']})")
     return f"{section} {row}"

@@ -99,6 +99,28 @@ def _check_flags(settings: Any) -> None:
         raise RenderError(e.message, key=flag, hint="e.g. --size 1280x720 --fps 30") from e
 
 
+def cmd_export(args: argparse.Namespace, config: ServiceConfig) -> int:
+    from daemon.library import Library, resolve_style
+
+    if not args.glsl and not args.player:
+        raise AfxError("say what to export", hint="afx export STYLE --glsl OUT.glsl, or --player TRACK OUT.html")
+    style = resolve_style(args.style, library=Library(config.path("library")))
+    if args.glsl:
+        from daemon.export import write_glsl
+
+        files = write_glsl(style, Path(args.glsl), variant=args.variant, weights=args.weights)
+        print(f"exported {style.name} (id {style.style_id}) as a {args.variant} shader → "
+              + ", ".join(str(f) for f in files))
+    if args.player:
+        from daemon.pipeline import export_player
+
+        track, out = args.player
+        result = export_player(Path(track), style, out_path=Path(out), fps=args.fps, ctx=audio_context(config))
+        print(f"player for {Path(track).name} with {style.name}: {result['frames']} feature frames at "
+              f"{result['fps']} fps → {result['html']} (+ {result['audio'].name} beside it)")
+    return 0
+
+
 def cmd_features(args: argparse.Namespace, config: ServiceConfig) -> int:
     from daemon.pipeline import track_features
     from daemon.plots import plot_features
@@ -384,6 +406,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, help="frames per second (default: the style's, else 30)")
     p.add_argument("--device", help="auto | cpu | cuda (default from config: auto)")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("export", help="a style as a GLSL shader, or as an HTML player of a track (WebGL2)")
+    p.add_argument("style", help="library style name, style folder, or random:SEED")
+    p.add_argument("--glsl", metavar="OUT", help="write the style's fragment shader to OUT")
+    p.add_argument("--variant", choices=("webgl", "shadertoy", "touchdesigner"), default="webgl",
+                   help="--glsl flavour: webgl (GLSL ES 3.00, default), shadertoy (audio from iChannel0), "
+                        "touchdesigner (GLSL TOP)")
+    p.add_argument("--weights", choices=("inline", "texture"), default="inline",
+                   help="--glsl weights written into the code (self-contained, default) or a float texture written "
+                        "beside the shader (webgl only; compiles in a second at any width)")
+    p.add_argument("--player", nargs=2, metavar=("TRACK", "OUT.html"),
+                   help="write an HTML player of TRACK with the style (the track is copied beside it)")
+    p.add_argument("--fps", type=int, default=30, help="feature frames per second of the player (default 30)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("features", help="summarise and plot a track's audio features")
     p.add_argument("audio")

@@ -81,6 +81,21 @@ class EncoderConfig:
     motion_speed: float = field(default=0.5, metadata=bounds(lo=0.0, hi=100.0))
 
 
+@dataclass(frozen=True)
+class InputChannel:
+    """One column of the CPPN's input as data, so that exporters (`daemon.export`) generate the same encoder.
+
+    `formula` is written in the syntax Python and GLSL share (float literals with a point, `sqrt`, `abs`,
+    `atan(y, x)`, `sin`, `cos`, `floor`, `min`, `max`) over these names: `px`, `py` (the pixel's column and
+    row, from the top-left corner), `width`, `height` (pixels), `position` (0 → 1 through the track),
+    `features[i]` (the style's normalised feature columns) and the channels listed before it.
+    """
+
+    name: str  # a GLSL/Python identifier: "x", "r", "t", "f3"
+    per: str  # "pixel" (the first layer's spatial half) or "frame" (its time/audio half)
+    formula: str
+
+
 class InputEncoder:
     """Builds the CPPN's input for training and rendering alike."""
 
@@ -95,6 +110,22 @@ class InputEncoder:
     @property
     def n_temporal(self) -> int:
         return len(TIME_INPUTS) + self.n_features + (len(CHANNEL_INPUTS) if self.config.channels else 0)
+
+    def channels(self) -> tuple[InputChannel, ...]:
+        """Every input column, in the first layer's order: what `spatial` and `temporal` compute, as formulas.
+
+        A channel added to `spatial`/`temporal` must be described here too: the shader export is generated
+        from this, and tests/test_export.py checks these formulas against `spatial` and `temporal`.
+        """
+        s, c = self.config, f"(2.0 * {float(self.config.coord_scale)!r} / min(width, height))"
+        return (
+            InputChannel("x", "pixel", f"(px + 0.5 - width / 2.0) * {c}"),
+            InputChannel("y", "pixel", f"(py + 0.5 - height / 2.0) * {c}"),
+            InputChannel("r", "pixel", "sqrt(x * x + y * y)"),
+            InputChannel("t", "frame", f"(position * 2.0 - 1.0) * {float(s.time_scale)!r}"),
+            *(InputChannel(f"f{i}", "frame", f"features[{i}] * {float(s.feature_scale)!r}")
+              for i in range(self.n_features)),
+        )
 
     def spatial(self, width: int, height: int, *, device: torch.device | str = "cpu",
                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -142,6 +173,9 @@ class InputEncoder:
 
 class CPPN(nn.Module):
     """Coordinate network: (spatial, temporal) → RGB in [0, 1]."""
+
+    #: how `from_pre` turns the last layer's three outputs into a colour; exporters read it (daemon.export)
+    colour_mode = "sigmoid-rgb"
 
     def __init__(self, config: CPPNConfig, *, n_spatial: int, n_temporal: int) -> None:
         super().__init__()

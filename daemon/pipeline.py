@@ -215,6 +215,25 @@ def device_name(device: Any) -> str:
     return "cpu"
 
 
+def export_player(audio_path: Path, style: Style, *, out_path: Path, fps: int = 30,
+                  ctx: AudioContext = AudioContext()) -> dict[str, Any]:
+    """features → HTML player: OUT.html playing `audio_path` (copied beside it) with `style` live in WebGL2.
+
+    The features are the renderer's own (`track_features`, the style's sets and reductions, at `fps`), so
+    the player shows at i / fps what `render_track` writes as frame i.
+    """
+    from daemon.export.player import check_player_path, write_player
+
+    out_path = Path(out_path)
+    check_player_path(out_path, fps=fps)  # before the features, which take a while
+    check_writable(out_path.parent)
+    track, timeline, _ = track_features(Path(audio_path), style.features.sets, fps=fps, ctx=ctx,
+                                        plan=plan_for_style(style))
+    files = write_player(style, timeline, audio_path=Path(audio_path), out=out_path)
+    return {"html": files["html"], "audio": files["audio"], "frames": timeline.n_frames, "fps": fps,
+            "duration_s": track.duration_s}
+
+
 # ── training ─────────────────────────────────────────────────────────────────────────────────────────────
 
 MAX_REFERENCE_TRACKS = 8  # features of more tracks add little variety and cost start-up time

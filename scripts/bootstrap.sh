@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Everything a fresh Debian machine with Python 3.11 needs to run afx: ffmpeg from Debian, a virtualenv in
-# .venv with torch 2.14.1 / torchvision 0.29.1 and the project (editable, with test extras). Idempotent.
+# Everything a fresh Debian machine with Python 3.11 needs to run afx: ffmpeg and chromium (for the shader tests)
+# from Debian, a virtualenv in .venv with torch 2.14.1 / torchvision 0.29.1 and the project (editable, with test
+# extras). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,14 @@ if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; 
   echo "bootstrap: installing ffmpeg from Debian"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+# tests/test_export.py and `afx bench` draw exported shaders in headless Chromium (WebGL2 on SwiftShader: no GPU
+# needed), driven over its DevTools pipe (no Python package); AFX_BROWSER=0 skips this (those tests then skip).
+if [ "${AFX_BROWSER:-1}" != "0" ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "bootstrap: installing chromium from Debian (headless WebGL for the shader parity test; AFX_BROWSER=0 skips)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
 "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "afx needs Python 3.11+"'

@@ -33,6 +33,9 @@ def test_bench_writes_every_section(bench):
     for section in ("render", "quality", "end_to_end", "training", "features", "encoder", "targets"):
         assert result[section], f"section {section} is empty"
         assert not [row for row in result[section] if "error" in row], f"{section}: {result[section]}"
+    # the exported shader in headless Chromium: measured, or skipped with the reason where none is installed
+    assert {row["weights"] for row in result["shader"]} == {"uniform", "texture", "inline"}
+    assert all(row.get("fps", 0) > 0 or "Chromium" in row.get("skipped", "") for row in result["shader"])
 
 
 def test_render_rows_compare_the_renderer_with_the_reference_path(bench):
