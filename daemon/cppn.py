@@ -88,7 +88,8 @@ class InputChannel:
     `formula` is written in the syntax Python and GLSL share (float literals with a point, `sqrt`, `abs`,
     `atan(y, x)`, `sin`, `cos`, `floor`, `min`, `max`) over these names: `px`, `py` (the pixel's column and
     row, from the top-left corner), `width`, `height` (pixels), `position` (0 → 1 through the track),
-    `features[i]` (the style's normalised feature columns) and the channels listed before it.
+    `features[i]` (the style's normalised feature columns), `channels[i]` (the timeline's designed rows:
+    pulse, drift, level — daemon.audio.features.CHANNELS) and the input columns listed before it.
     """
 
     name: str  # a GLSL/Python identifier: "x", "r", "t", "f3"
@@ -118,6 +119,7 @@ class InputEncoder:
         from this, and tests/test_export.py checks these formulas against `spatial` and `temporal`.
         """
         s, c = self.config, f"(2.0 * {float(self.config.coord_scale)!r} / min(width, height))"
+        phase = f"channels[1] * {float(s.motion_speed)!r}"
         return (
             InputChannel("x", "pixel", f"(px + 0.5 - width / 2.0) * {c}"),
             InputChannel("y", "pixel", f"(py + 0.5 - height / 2.0) * {c}"),
@@ -125,6 +127,9 @@ class InputEncoder:
             InputChannel("t", "frame", f"(position * 2.0 - 1.0) * {float(s.time_scale)!r}"),
             *(InputChannel(f"f{i}", "frame", f"features[{i}] * {float(s.feature_scale)!r}")
               for i in range(self.n_features)),
+            *((InputChannel("pulse", "frame", f"channels[0] * {float(s.pulse)!r}"),
+               InputChannel("motion_sin", "frame", f"sin({phase}) * {float(s.motion)!r}"),
+               InputChannel("motion_cos", "frame", f"cos({phase}) * {float(s.motion)!r}")) if s.channels else ()),
         )
 
     def spatial(self, width: int, height: int, *, device: torch.device | str = "cpu",

@@ -39,11 +39,12 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def evaluate_channels(encoder: InputEncoder, *, width: int, height: int, position: float,
-                      features: np.ndarray) -> dict[str, np.ndarray]:
-    """The encoder's description evaluated with numpy: every channel per pixel [height, width]."""
+                      features: np.ndarray, channels: np.ndarray) -> dict[str, np.ndarray]:
+    """The encoder's description evaluated with numpy: every input column per pixel [height, width]."""
     py, px = np.mgrid[0:height, 0:width].astype(np.float64)
     scope: dict[str, object] = {"px": px, "py": py, "width": float(width), "height": float(height),
                                 "position": float(position), "features": features.astype(np.float64),
+                                "channels": channels.astype(np.float64),
                                 "sqrt": np.sqrt, "abs": np.abs, "atan": np.arctan2, "sin": np.sin, "cos": np.cos,
                                 "floor": np.floor, "min": min, "max": max}
     out = {}
@@ -65,12 +66,16 @@ def torch_frame(style, features: np.ndarray, *, frame: int, n_frames: int, width
 
 # ── without a browser ────────────────────────────────────────────────────────────────────────────────────
 
-def test_channels_describe_what_the_encoder_computes():
-    """The description the shader is generated from equals `spatial` and `temporal`, channel by channel.
+@pytest.mark.parametrize("designed", [True, False], ids=["with-channels", "old-style-without"])
+def test_channels_describe_what_the_encoder_computes(designed):
+    """The description the shader is generated from equals `spatial` and `temporal`, channel by channel,
+    with the pulse/motion channels (non-default strengths) and without them (style folders saved before them).
     A channel added to the encoder but not to `channels()` fails here."""
-    enc = InputEncoder(EncoderConfig(coord_scale=1.7, time_scale=2.5, feature_scale=0.75), n_features=5)
+    enc = InputEncoder(EncoderConfig(coord_scale=1.7, time_scale=2.5, feature_scale=0.75, channels=designed,
+                                     pulse=2.5, motion=3.0, motion_speed=0.7), n_features=5)
     feats = np.array([0.3, -0.9, 0.0, 0.55, 1.0], dtype=np.float32)
-    described = evaluate_channels(enc, width=21, height=13, position=0.37, features=feats)
+    designed_rows = np.array([0.8, 37.25, 0.6], dtype=np.float32)  # pulse, drift (s), level
+    described = evaluate_channels(enc, width=21, height=13, position=0.37, features=feats, channels=designed_rows)
     assert len(described) == enc.n_spatial + enc.n_temporal
     pixel = [c.name for c in enc.channels() if c.per == "pixel"]
     frame = [c.name for c in enc.channels() if c.per == "frame"]
@@ -78,7 +83,10 @@ def test_channels_describe_what_the_encoder_computes():
     spatial = enc.spatial(21, 13, dtype=torch.float64).numpy().reshape(13, 21, -1)
     for i, name in enumerate(pixel):
         np.testing.assert_allclose(described[name], spatial[..., i], atol=1e-12, err_msg=name)
-    temporal = enc.temporal(torch.tensor([0.37], dtype=torch.float64), torch.from_numpy(feats[None]).double())[0]
+    temporal = enc.temporal(torch.tensor([0.37], dtype=torch.float64), torch.from_numpy(feats[None]).double(),
+                            torch.from_numpy(designed_rows[None]).double())[0]
+    assert len(frame) == 1 + 5 + (3 if designed else 0)
+    assert not designed or (temporal[-3:].abs() > 0.5).all(), "the channels must be exercised, not zeros"
     for i, name in enumerate(frame):
         np.testing.assert_allclose(described[name], temporal[i].item(), atol=1e-12, err_msg=name)
 
