@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from daemon.audio.features import FeatureTimeline
+from daemon.audio.features import CHANNELS, FeatureTimeline
 from daemon.cli import main
 from daemon.cppn import ACTIVATIONS, CPPNConfig, EncoderConfig, InputEncoder
 from daemon.export.browser import Browser, find_chromium
@@ -54,11 +54,14 @@ def evaluate_channels(encoder: InputEncoder, *, width: int, height: int, positio
     return out
 
 
-def torch_frame(style, features: np.ndarray, *, frame: int, n_frames: int, width: int, height: int) -> np.ndarray:
-    """Frame `frame` of a timeline whose every row is `features`, by the project's renderer in fp32."""
+def torch_frame(style, features: np.ndarray, channels: np.ndarray, *, frame: int, n_frames: int, width: int,
+                height: int) -> np.ndarray:
+    """Frame `frame` of a timeline whose every row is `features` and `channels` (pulse, drift, level), by the
+    project's renderer in fp32."""
     timeline = FeatureTimeline(sets=style.features.sets, names=style.features.columns,
                                values=np.tile(features.astype(np.float32), (n_frames, 1)), fps=30.0,
-                               onset=np.zeros(n_frames, dtype=np.float32), normalisation={})
+                               onset=np.zeros(n_frames, dtype=np.float32), normalisation={},
+                               channels=np.tile(channels.astype(np.float32), (n_frames, 1)))
     settings = RenderSettings(width=width, height=height, precision="fp32", device="cpu")
     batch = next(render_frames(style, timeline, settings, device=torch.device("cpu"), start=frame, stop=frame + 1))
     return batch[0].numpy()
@@ -171,20 +174,41 @@ def test_export_errors_say_what_to_do(tmp_path, capsys):
 # ── in headless Chromium ─────────────────────────────────────────────────────────────────────────────────
 
 FEATURE_ROWS = [np.tanh(np.random.default_rng(s).standard_normal(9) * 1.5).astype(np.float32) for s in range(2)]
+# pulse, drift (s), level: a hit early on, and a quiet moment two minutes into a track (phase ≈ 1 rad past 2π·9)
+CHANNEL_ROWS = [np.array([0.9, 3.5, 0.8], np.float32), np.array([0.05, 115.2, 0.3], np.float32)]
 
 
 @needs_chromium
 @pytest.mark.parametrize("weights", ["uniform", "texture", "inline"])
 def test_shader_matches_torch_for_a_random_style(weights):
+    """random:SEED styles feed the pulse/motion channels: the frames differ from the same frame without them,
+    so the channels' GLSL is what is checked, not a no-op."""
     from daemon.export.webgl import ShaderFrames
 
     style = random_style(7, network=CPPNConfig(width=32, depth=4))
+    assert style.input_encoder.config.channels
     with ShaderFrames(style, weights=weights) as shader:
-        for frame, feats in zip((0, 7), FEATURE_ROWS):
-            got = shader.frame(64, 36, position=frame / 10, features=feats)
-            expected = torch_frame(style, feats, frame=frame, n_frames=11, width=64, height=36)
+        for frame, feats, chans in zip((0, 7), FEATURE_ROWS, CHANNEL_ROWS):
+            got = shader.frame(64, 36, position=frame / 10, features=feats, channels=chans)
+            expected = torch_frame(style, feats, chans, frame=frame, n_frames=11, width=64, height=36)
             assert psnr(got, expected) >= MIN_PSNR, (weights, frame)
+            still = torch_frame(style, feats, np.zeros(3, np.float32), frame=frame, n_frames=11, width=64, height=36)
+            assert psnr(got, still) < MIN_PSNR - 5, "the channels must change the picture"
         assert got.std() > 10, "a picture, not a flat field"
+
+
+@needs_chromium
+def test_shader_matches_torch_for_a_style_saved_without_channels():
+    """Style folders from before the pulse/motion channels load with `channels` off: the shader reads none."""
+    from daemon.export.webgl import ShaderFrames
+
+    style = random_style(7, network=CPPNConfig(width=16, depth=3), encoder=EncoderConfig(channels=False))
+    source = shader_source(style, variant="webgl", weights="uniform")
+    assert "float pulse" not in source and "motion_sin" not in source
+    with ShaderFrames(style) as shader:
+        got = shader.frame(48, 28, position=0.3, features=FEATURE_ROWS[1], channels=CHANNEL_ROWS[1])
+        expected = torch_frame(style, FEATURE_ROWS[1], CHANNEL_ROWS[1], frame=3, n_frames=11, width=48, height=28)
+        assert psnr(got, expected) >= MIN_PSNR
 
 
 @needs_chromium
@@ -201,11 +225,11 @@ def test_shader_matches_torch_for_a_trained_style(tmp_path):
                                     "time_points": 2, "iterations": 3, "learning_rate": 0.05},
                        "render": {"width": 64, "height": 36, "fps": 10}}, path=None, name="tiny-export")
     style = train_style(spec, library=Library(tmp_path / "library"), device="cpu", allow_download=False)
-    assert style.trained and style.folder is not None
+    assert style.trained and style.folder is not None and style.input_encoder.config.channels
     with ShaderFrames(style) as shader:
-        for frame, feats in zip((2, 9), FEATURE_ROWS):
-            got = shader.frame(62, 36, position=frame / 10, features=feats)
-            expected = torch_frame(style, feats, frame=frame, n_frames=11, width=62, height=36)
+        for frame, feats, chans in zip((2, 9), FEATURE_ROWS, CHANNEL_ROWS):
+            got = shader.frame(62, 36, position=frame / 10, features=feats, channels=chans)
+            expected = torch_frame(style, feats, chans, frame=frame, n_frames=11, width=62, height=36)
             assert psnr(got, expected) >= MIN_PSNR, frame
 
 
@@ -231,6 +255,9 @@ def test_player_shows_the_renderers_frame_at_the_audio_time(tmp_path, make_wav, 
             seconds = browser.evaluate(f"afxPlayer.seek({frame / 10})")
             assert abs(seconds - frame / 10) < 1e-3
             got = np.frombuffer(base64.b64decode(browser.evaluate("afxPlayer.pixels()")), np.uint8).reshape(36, 64, 3)
+            # the designed channels travel beside the features, in float32, from the renderer's timeline
+            np.testing.assert_allclose(browser.evaluate("afxPlayer.channels()"), timeline.channel_values()[frame],
+                                       rtol=1e-6, atol=1e-6)
             expected = next(render_frames(style, timeline, settings, device=torch.device("cpu"), start=frame,
                                           stop=frame + 1))[0].numpy()
             # the player's features are float16: still far above the bar
@@ -238,6 +265,7 @@ def test_player_shows_the_renderers_frame_at_the_audio_time(tmp_path, make_wav, 
         assert browser.evaluate("afxPlayer.storage()") == "uniform", "SwiftShader has room for the uniform blocks"
         other = next(render_frames(style, timeline, settings, device=torch.device("cpu"), start=3, stop=4))[0].numpy()
         assert psnr(got, other) < MIN_PSNR, "frames 3 and 14 must differ, or the check above proves nothing"
+        assert timeline.channel_values()[14, 1] > 0.2, "drift moves: the motion inputs are exercised"
         browser.open(out.as_uri() + "?size=64x36&weights=texture", ready="window.afxPlayer && afxPlayer.ready()")
         browser.evaluate("afxPlayer.seek(1.4)")
         texture = np.frombuffer(base64.b64decode(browser.evaluate("afxPlayer.pixels()")), np.uint8).reshape(36, 64, 3)
@@ -256,7 +284,7 @@ def test_touchdesigner_and_shadertoy_variants_compile_and_draw():
     toy_host = ("#version 300 es\nprecision highp float;\nuniform vec3 iResolution;\nuniform float iChannelTime[4];\n"
                 "uniform sampler2D iChannel0;\nout vec4 afxOut;\n")
     sets = "".join(f"gl.uniform1f(gl.getUniformLocation(p, '{uniform_name(c)}'), {float(v)!r});"
-                   for c, v in zip(style.features.columns, feats))
+                   for c, v in [*zip(style.features.columns, feats), *zip(CHANNELS, CHANNEL_ROWS[0])])
     page = f"""<canvas id=c width=32 height=18></canvas><script>
     function run(src, setup) {{
       const c = document.createElement('canvas'); c.width = 32; c.height = 18;
@@ -296,7 +324,7 @@ def test_touchdesigner_and_shadertoy_variants_compile_and_draw():
             rgba = np.array(browser.evaluate(expr), dtype=np.uint8).reshape(18, 32, 4)
             return rgba[::-1, :, :3]
 
-        expected = torch_frame(style, feats, frame=5, n_frames=11, width=32, height=18)
+        expected = torch_frame(style, feats, CHANNEL_ROWS[0], frame=5, n_frames=11, width=32, height=18)
         assert psnr(pixels("td()"), expected) >= MIN_PSNR
         quiet, loud = pixels("toy(60)"), pixels("toy(240)")
         assert quiet.std() > 5 and psnr(quiet, loud) < 40, "the Shadertoy variant must follow iChannel0"

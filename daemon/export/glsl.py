@@ -16,9 +16,12 @@ one of three ways (docs/PERFORMANCE.md has the measurements and the arithmetic b
 A constant *array* would be self-contained too, but ANGLE refuses one over 64 KB, which a 128×4 network
 exceeds.
 
-Variants: `webgl` (GLSL ES 3.00: uniforms `u_resolution`, `u_position`, `u_features[F]`, `u_weights`),
-`shadertoy` (features approximated from iChannel0's FFT texture, see `daemon.export.shadertoy`) and
-`touchdesigner` (a GLSL TOP pixel shader: one float uniform per feature, bound on the Vectors page).
+Variants: `webgl` (GLSL ES 3.00: uniforms `u_resolution`, `u_position`, `u_features[F]`, `u_channels[3]`,
+`u_weights`), `shadertoy` (features and channels approximated from iChannel0's FFT texture, see
+`daemon.export.shadertoy`) and `touchdesigner` (a GLSL TOP pixel shader: one float uniform per feature and
+per designed channel, bound on the Vectors page). The designed channels (pulse, drift, level: the rows of
+`FeatureTimeline.channels`) arrive like the features; the encoder's formulas turn them into its pulse and
+motion inputs, so a style saved without channels simply leaves them unread.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from daemon.audio.features import CHANNELS
 from daemon.cppn import CPPN, InputChannel
 from daemon.errors import RenderError
 from daemon.style import Style
@@ -177,6 +181,7 @@ def header(style: Style, variant: str, weights: str, packed: PackedWeights) -> s
                  "precision highp sampler2D;", "uniform vec2 u_resolution;  // pixels",
                  "uniform float u_position;  // 0 → 1 through the track",
                  f"uniform float u_features[{len(style.features.columns)}];  // normalised, as the renderer's",
+                 f"uniform float u_channels[{len(CHANNELS)}];  // {', '.join(CHANNELS)}: the timeline's designed rows",
                  "out vec4 fragColor;"]
         if weights == "texture":
             lines.append(f"uniform sampler2D u_weights;  // RGBA32F, {TEXTURE_WIDTH} x {packed.texture_rows}")
@@ -206,11 +211,12 @@ def weight_access(packed: PackedWeights, weights: str) -> str:
 
 def colour_function(layers: list[Layer], packed: PackedWeights, channels: tuple[InputChannel, ...],
                     n_features: int, mode: str, *, weights: str) -> str:
-    """`vec3 afx_colour(px, py, width, height, position, features)`: the encoder, the layers, the colour."""
+    """`vec3 afx_colour(px, py, width, height, position, features, channels)`: the encoder, the layers, the
+    colour."""
     widest = max(blocks(layer.weight.shape[0]) for layer in layers)
     n_in = blocks(len(channels))
     lines = [f"vec3 afx_colour(float px, float py, float width, float height, float position, "
-             f"float features[{n_features}]) {{",
+             f"float features[{n_features}], float channels[{len(CHANNELS)}]) {{",
              "    // the input encoder: InputEncoder.channels(), in the first layer's order"]
     for ch in channels:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ch.name):
@@ -270,31 +276,45 @@ def vec4_literal(row: np.ndarray) -> str:
 def webgl_main(n_features: int) -> str:
     return f"""void main() {{
     float features[{n_features}] = u_features;
+    float channels[{len(CHANNELS)}] = u_channels;
     vec2 res = u_resolution;
     // gl_FragCoord is at pixel centres from the bottom-left; the encoder counts rows from the top
     fragColor = vec4(afx_colour(gl_FragCoord.x - 0.5, res.y - gl_FragCoord.y - 0.5, res.x, res.y, u_position,
-                                features), 1.0);
+                                features, channels), 1.0);
 }}
 """
 
 
 def uniform_name(column: str) -> str:
-    """A feature column as a TouchDesigner uniform name: 'fft.bass' → 'uFft_bass'."""
+    """A feature column or designed channel as a TouchDesigner uniform name: 'fft.bass' → 'uFft_bass',
+    'pulse' → 'uPulse'."""
     ident = re.sub(r"[^A-Za-z0-9]+", "_", column).strip("_")
     return "u" + ident[:1].upper() + ident[1:]
 
 
+TD_CHANNEL_NOTES = {  # what to bind to each designed channel (daemon.audio.features.designed_channels)
+    "pulse": "pulse: percussive-onset envelope, 0..1, jumps on a hit and falls in ~0.12 s",
+    "drift": "drift: seconds of motion so far, growing at 0.03..1 per second with the level (never reset)",
+    "level": "level: smoothed loudness, 0..1",
+}
+
+
 def touchdesigner_main(columns: tuple[str, ...]) -> str:
     uniforms = "\n".join(f"uniform float {uniform_name(c)};  // {c}, normalised as afx's renderer" for c in columns)
+    designed = "\n".join(f"uniform float {uniform_name(c)};  // {TD_CHANNEL_NOTES[c]}" for c in CHANNELS)
     values = ", ".join(uniform_name(c) for c in columns)
     return f"""// TouchDesigner GLSL TOP (pixel shader). On the Vectors page bind uPosition (0 → 1 through the
-// track) and one uniform per feature below; afx's features are in (-1, 1) (time and beat in [0, 1]).
+// track), one uniform per feature and the three designed channels below; afx's features are in (-1, 1)
+// (time and beat in [0, 1]). A style saved without channels ignores the designed ones.
 uniform float uPosition;
 {uniforms}
+{designed}
 void main() {{
     float features[{len(columns)}] = float[{len(columns)}]({values});
+    float channels[{len(CHANNELS)}] = float[{len(CHANNELS)}]({", ".join(uniform_name(c) for c in CHANNELS)});
     vec2 res = uTDOutputInfo.res.zw;
-    vec3 rgb = afx_colour(gl_FragCoord.x - 0.5, res.y - gl_FragCoord.y - 0.5, res.x, res.y, uPosition, features);
+    vec3 rgb = afx_colour(gl_FragCoord.x - 0.5, res.y - gl_FragCoord.y - 0.5, res.x, res.y, uPosition, features,
+                          channels);
     fragColor = TDOutputSwizzle(vec4(rgb, 1.0));
 }}
 """

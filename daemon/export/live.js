@@ -100,8 +100,10 @@ function afxLive(columns) {
       source = stream = analyser = null;
     },
     active: () => !!analyser,
-    // fills `row` with this moment's features; returns the position input (0 → 1)
-    update(row) {
+    // fills `row` with this moment's features and `channels` with its pulse, drift and level; returns the
+    // position input (0 → 1)
+    update(row, channels) {
+      channels.fill(0);
       const now = ctx.currentTime, dt = Math.max(now - lastT, 1 / 240);
       lastT = now;
       const values = raw(dt, now);

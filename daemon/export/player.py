@@ -2,7 +2,8 @@
 
 The page embeds the `webgl` shader, its weight texture (base64 float32) and the track's feature timeline
 (base64 float16, one row per video frame, computed by the renderer's own feature path in
-`daemon.pipeline.export_player`); it reads the <audio> element's currentTime on every display frame, so
+`daemon.pipeline.export_player`) with its designed channels (pulse, drift, level; float32, since drift
+counts seconds and float16 would step the motion inputs by up to half a radian late in a track); it reads the <audio> element's currentTime on every display frame, so
 picture and sound stay together through play, pause and seeking.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from daemon.audio.features import FeatureTimeline
+from daemon.audio.features import CHANNELS, FeatureTimeline
 from daemon.errors import RenderError
 from daemon.export.glsl import network_layers, pack_weights, shader_source
 from daemon.export.webgl import runtime_js, weights_payload
@@ -31,6 +32,7 @@ def player_data(style: Style, timeline: FeatureTimeline, *, audio_name: str, tra
         raise RenderError(f"the timeline's columns {list(timeline.names)} are not the style's "
                           f"{list(style.features.columns)}", hint="compute the style's own feature sets")
     values = np.ascontiguousarray(timeline.values, dtype="<f2")
+    channels = np.ascontiguousarray(timeline.channel_values(), dtype="<f4")
     return {
         # uniform buffers where the GL has enough 64 KB blocks, else the texture (the page decides)
         "shaders": {"uniform": shader_source(style, variant="webgl", weights="uniform"),
@@ -39,6 +41,7 @@ def player_data(style: Style, timeline: FeatureTimeline, *, audio_name: str, tra
         "weights": weights_payload(style, "texture"),
         "features": {"b64": base64.b64encode(values.tobytes()).decode(), "frames": timeline.n_frames,
                      "fps": timeline.fps, "columns": list(timeline.names)},
+        "channels": {"b64": base64.b64encode(channels.tobytes()).decode(), "columns": list(CHANNELS)},
         "audio": audio_name, "track": track_name,
         "style": {"name": style.name, "id": style.style_id, "trained": style.trained,
                   "network": f"{style.network.width}x{style.network.depth}"},

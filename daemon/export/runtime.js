@@ -74,14 +74,17 @@ function afxCreate(canvas, fragmentSource, weights, options) {
   }
   const where = {resolution: gl.getUniformLocation(program, "u_resolution"),
                  position: gl.getUniformLocation(program, "u_position"),
-                 features: gl.getUniformLocation(program, "u_features")};
+                 features: gl.getUniformLocation(program, "u_features"),
+                 channels: gl.getUniformLocation(program, "u_channels")};  // null where the style reads none
   return {
     gl, compileMs,
-    draw(position, features) {
+    // channels: the designed pulse, drift and level of this moment (Float32Array(3))
+    draw(position, features, channels) {
       gl.viewport(0, 0, canvas.width, canvas.height);
       gl.uniform2f(where.resolution, canvas.width, canvas.height);
       gl.uniform1f(where.position, position);
       gl.uniform1fv(where.features, features);
+      if (where.channels) gl.uniform1fv(where.channels, channels);
       gl.drawArrays(gl.TRIANGLES, 0, 3);
     },
     // the drawn frame as RGB rows from the top, base64 (what Python compares with torch's frame)

@@ -1,4 +1,4 @@
-"""The Shadertoy variant: the style's feature columns approximated from iChannel0's audio texture.
+"""The Shadertoy variant: the style's feature columns and designed channels approximated from iChannel0.
 
 Shadertoy gives a music, SoundCloud or microphone input as a 512×2 texture: row 0 (y = 0.25) is the FFT,
 512 bins over 0–11 kHz (a 44.1 kHz context), each a byte of dB scaled from −100 dB to −30 dB; row 1
@@ -16,7 +16,16 @@ spread instead, chosen for typical music levels. The mapping (also in README.md)
 | rms | RMS of the waveform row in dB, centred on −20 dB |
 | others (mfcc, chroma, embeddings) | 0, their median |
 
-The network's position input is `iChannelTime[0] / AFX_TRACK_SECONDS` too. Weights are constant arrays
+The designed channels (pulse, drift, level; the encoder's pulse and motion inputs are formulas over them):
+
+| channel | from iChannel0 |
+|---|---|
+| pulse | `smoothstep(0.65, 0.85, bass level)`, the beat column's kick threshold (the renderer's is the HPSS percussive onsets with a 0.12 s release, which a stateless pass cannot follow) |
+| drift | `iChannelTime[0] × AFX_DRIFT_RATE` (0.5): the motion point circles at a steady mid-level speed; the renderer integrates the level, so it slows in quiet passages, which needs the previous frame |
+| level | `clamp((RMS dB + 50) / 40, 0, 1)`: the RMS 40 dB below an assumed loud level of −10 dB (the renderer measures the track's own) |
+
+A style saved without channels reads none of them. The network's position input is
+`iChannelTime[0] / AFX_TRACK_SECONDS` too. Weights are constant arrays
 (Shadertoy cannot load a float texture), which ANGLE accepts up to width 128.
 """
 
@@ -25,6 +34,7 @@ from __future__ import annotations
 from daemon.export.glsl import glsl_float
 
 DEFAULT_TRACK_SECONDS = 180.0
+DRIFT_RATE = 0.5  # drift seconds per second of audio: MOTION_IDLE + (1 - MOTION_IDLE) × a middling level
 
 HELPERS = """// afx: iChannel0's audio texture → afx feature columns (approximations: see the export's README section)
 float afx_level(float hz) { return texture(iChannel0, vec2(hz / 11025.0, 0.25)).x; }
@@ -87,14 +97,19 @@ def shadertoy_main(columns: tuple[str, ...], *, track_seconds: float | None = No
     return f"""{HELPERS}
 // the track's length in seconds: the position input and the time column run 0 → 1 over it
 #define AFX_TRACK_SECONDS {seconds}
+// drift (the motion channel's clock) per second of audio: a steady mid-level speed (see the export's README)
+#define AFX_DRIFT_RATE {glsl_float(DRIFT_RATE)}
 void mainImage(out vec4 fragColor, in vec2 fragCoord) {{
     float position = clamp(iChannelTime[0] / AFX_TRACK_SECONDS, 0.0, 1.0);
     float bass = afx_band(20.0, 250.0), mid = afx_band(250.0, 4000.0), treble = afx_band(4000.0, 11025.0);
     vec2 shape = afx_centroid_rolloff();
     float features[{len(columns)}] = float[{len(columns)}](
         {values});
+    // the designed channels: pulse, drift, level (approximations, see the table in daemon/export/shadertoy.py)
+    float channels[3] = float[3](smoothstep(0.65, 0.85, bass), iChannelTime[0] * AFX_DRIFT_RATE,
+                                 clamp((afx_rms_db() + 50.0) / 40.0, 0.0, 1.0));
     vec3 rgb = afx_colour(fragCoord.x - 0.5, iResolution.y - fragCoord.y - 0.5, iResolution.x, iResolution.y,
-                          position, features);
+                          position, features, channels);
     fragColor = vec4(rgb, 1.0);
 }}
 """

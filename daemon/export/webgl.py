@@ -15,9 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from daemon.audio.features import CHANNELS
 from daemon.export.browser import Browser
 from daemon.export.glsl import TEXTURE_WIDTH, network_layers, pack_weights, shader_source
 from daemon.style import Style
+
+
+CHANNEL_COUNT = len(CHANNELS)
 
 
 def runtime_js() -> str:
@@ -36,7 +40,7 @@ def weights_payload(style: Style, weights: str) -> dict[str, Any] | None:
 
 
 def frame_page(style: Style, *, weights: str = "uniform") -> str:
-    """A page with a canvas and `window.afxFrame(width, height, position, features)` → base64 RGB."""
+    """A page with a canvas and `window.afxFrame(width, height, position, features, channels)` → base64 RGB."""
     source = shader_source(style, variant="webgl", weights=weights)
     payload = weights_payload(style, weights)
     return f"""<!doctype html><html><body style="margin:0"><canvas id="c"></canvas><script>
@@ -44,20 +48,20 @@ def frame_page(style: Style, *, weights: str = "uniform") -> str:
 const SHADER = {json.dumps(source)};
 const WEIGHTS = {json.dumps(payload)};
 let afx = null;
-window.afxFrame = (width, height, position, features) => {{
+window.afxFrame = (width, height, position, features, channels) => {{
   const canvas = document.getElementById("c");
   canvas.width = width; canvas.height = height;
   if (!afx) afx = afxCreate(canvas, SHADER, WEIGHTS && {{data: afxFloat32(WEIGHTS.b64), width: WEIGHTS.width,
                                                          rows: WEIGHTS.rows}}, {{preserveDrawingBuffer: true}});
-  afx.draw(position, new Float32Array(features));
+  afx.draw(position, new Float32Array(features), new Float32Array(channels));
   return afx.pixels();
 }};
 // draws `frames` frames, each finished (a 1-pixel read waits for the GPU); seconds per frame
-window.afxTime = (frames, features) => {{
+window.afxTime = (frames, features, channels) => {{
   const px = new Uint8Array(4), times = [];
   for (let i = 0; i < frames; i++) {{
     const t0 = performance.now();
-    afx.draw(i / Math.max(frames - 1, 1), new Float32Array(features));
+    afx.draw(i / Math.max(frames - 1, 1), new Float32Array(features), new Float32Array(channels));
     afx.gl.readPixels(0, 0, 1, 1, afx.gl.RGBA, afx.gl.UNSIGNED_BYTE, px);
     times.push((performance.now() - t0) / 1000);
   }}
@@ -87,10 +91,12 @@ class ShaderFrames:
         self.browser.__exit__()
         self.folder.cleanup()
 
-    def frame(self, width: int, height: int, *, position: float, features: np.ndarray) -> np.ndarray:
-        """uint8 [height, width, 3], rows from the top, like the renderer's frames."""
+    def frame(self, width: int, height: int, *, position: float, features: np.ndarray,
+              channels: np.ndarray | None = None) -> np.ndarray:
+        """uint8 [height, width, 3], rows from the top, like the renderer's frames. `channels`: the designed
+        pulse, drift and level (None: zeros, as the renderer reads a timeline without them)."""
         b64 = self.browser.evaluate(f"afxFrame({width}, {height}, {float(position)!r}, "
-                                    f"{json.dumps([float(v) for v in features])})")
+                                    f"{_floats(features)}, {_floats(channels, CHANNEL_COUNT)})")
         return np.frombuffer(base64.b64decode(b64), dtype=np.uint8).reshape(height, width, 3)
 
     def resize(self, width: int, height: int) -> None:
@@ -100,7 +106,12 @@ class ShaderFrames:
     def compile_ms(self) -> float:
         return float(self.browser.evaluate("afxCompileMs()"))
 
-    def time(self, frames: int, *, features: np.ndarray) -> list[float]:
+    def time(self, frames: int, *, features: np.ndarray, channels: np.ndarray | None = None) -> list[float]:
         """Seconds per frame of `frames` finished frames at the last size drawn."""
-        return [float(t) for t in self.browser.evaluate(f"afxTime({frames}, "
-                                                        f"{json.dumps([float(v) for v in features])})")]
+        return [float(t) for t in self.browser.evaluate(f"afxTime({frames}, {_floats(features)}, "
+                                                        f"{_floats(channels, CHANNEL_COUNT)})")]
+
+
+def _floats(values: np.ndarray | None, zeros: int = 0) -> str:
+    """A JSON list of floats; `zeros` zeros for None."""
+    return json.dumps([0.0] * zeros if values is None else [float(v) for v in values])
