@@ -330,25 +330,63 @@ def test_touchdesigner_and_shadertoy_variants_compile_and_draw():
         assert quiet.std() > 5 and psnr(quiet, loud) < 40, "the Shadertoy variant must follow iChannel0"
 
 
+def play_live(out: Path, *, distinct: int, timeout_s: float = 60.0) -> list[tuple[float, list, list]]:
+    """(audio time, feature row, channel row) samples of the player's live mode on its own track, until
+    `distinct` different feature rows were seen (or the timeout)."""
+    import time
+
+    with Browser() as browser:
+        browser.open(out.as_uri() + "?size=8x8&live=track", ready="window.afxPlayer && afxPlayer.live()")
+        samples, deadline = [], time.monotonic() + timeout_s
+        while len({tuple(s[1]) for s in samples}) < distinct and time.monotonic() < deadline:
+            samples.append(browser.evaluate("[document.getElementById('audio').currentTime, afxPlayer.row(), "
+                                            "afxPlayer.channels()]"))
+            time.sleep(0.05)
+        while samples[-1][0] < 2.0 and time.monotonic() < deadline:  # two seconds in, for the drift's rate
+            samples.append(browser.evaluate("[document.getElementById('audio').currentTime, afxPlayer.row(), "
+                                            "afxPlayer.channels()]"))
+            time.sleep(0.05)
+    return samples
+
+
 @needs_chromium
 def test_live_input_follows_the_playing_audio(tmp_path, make_wav):
     """The player's live mode (Web Audio analyser, the documented approximation) on its own track: bounded
-    features that move with the music, and the position input following the audio element."""
-    import time
-
+    features that move with the music, the position input following the audio element, and the designed
+    channels: pulse and level in [0, 1] and moving, drift growing with the sound."""
     track = make_wav("live.wav", 4.0)
     out = tmp_path / "live.html"
     assert main(["export", "random:4", "--player", str(track), str(out), "--fps", "10"]) == 0
-    with Browser() as browser:
-        browser.open(out.as_uri() + "?size=8x8&live=track", ready="window.afxPlayer && afxPlayer.live()")
-        samples, deadline = [], time.monotonic() + 60
-        while len({tuple(s[1]) for s in samples}) < 8 and time.monotonic() < deadline:
-            samples.append(browser.evaluate("[document.getElementById('audio').currentTime, afxPlayer.row()]"))
-            time.sleep(0.05)
+    samples = play_live(out, distinct=8)
     columns = list(random_style(4).features.columns)
-    rows = np.array([s[1] for s in samples])
+    rows, channels = np.array([s[1] for s in samples]), np.array([s[2] for s in samples])
     assert len({tuple(r) for r in rows}) >= 8, "the live features did not change while the track played"
     assert np.isfinite(rows).all() and np.abs(rows).max() <= 1.0
     assert rows[:, columns.index("fft.rms")].std() > 0.05, "loudness must move with the swelling test track"
+    for energy in ("fft.bass", "fft.rms"):  # levels, as the renderer's: in [0, 1]
+        assert rows[:, columns.index(energy)].min() >= 0.0 and rows[:, columns.index(energy)].max() > 0.3, energy
     times = rows[:, columns.index("fft.time")]
     assert times[-1] > times[0] and samples[-1][0] > samples[0][0], "time follows the playing audio"
+    assert np.isfinite(channels).all() and (channels[:, [0, 2]] >= 0).all() and (channels[:, [0, 2]] <= 1).all()
+    assert channels[:, 0].max() > 0.3, "the clicks at 2 Hz must pulse"
+    assert channels[:, 2].max() > 0.3, "a loud track has a level"
+    rate = (channels[-1, 1] - channels[0, 1]) / max(samples[-1][0] - samples[0][0], 1e-3)
+    assert np.all(np.diff(channels[:, 1]) >= 0) and rate > 0.2, "drift moves on while there is sound"
+
+
+@needs_chromium
+def test_live_input_stays_still_in_near_silence(tmp_path, make_wav):
+    """The absolute floor and the gate, live: the music 100 dB down gives no energy, onset, beat or pulse,
+    and the motion point drifts at the idle speed only (the renderer's rule, docs/FEATURES.md)."""
+    track = make_wav("quiet.wav", 4.0, gain=1e-5)
+    out = tmp_path / "quiet.html"
+    assert main(["export", "random:4", "--player", str(track), str(out), "--fps", "10"]) == 0
+    samples = play_live(out, distinct=1)
+    assert samples[-1][0] >= 1.0, "the track must have played for a while"
+    columns = list(random_style(4).features.columns)
+    rows, channels = np.array([s[1] for s in samples]), np.array([s[2] for s in samples])
+    for name in ("fft.bass", "fft.mid", "fft.treble", "fft.rms", "fft.flux", "fft.beat", "fft.centroid"):
+        assert np.abs(rows[:, columns.index(name)]).max() < 1e-6, name
+    assert channels[:, 0].max() < 1e-6 and channels[:, 2].max() < 1e-6, "no pulse, no level"
+    rate = (channels[-1, 1] - channels[0, 1]) / max(samples[-1][0] - samples[0][0], 1e-3)
+    assert 0.0 < rate < 0.06, f"idle drift is 3 % of full speed, got {rate:.3f} s/s"
