@@ -143,6 +143,11 @@ def test_shader_lists_its_inputs_and_uniforms():
     toy = shader_source(style, variant="shadertoy", weights="inline", track_seconds=42.0)
     assert "void mainImage(out vec4 fragColor, in vec2 fragCoord)" in toy and "#define AFX_TRACK_SECONDS 42.0" in toy
     assert "smoothstep(0.65, 0.85, bass)  /* fft.beat */" in toy
+    # energies are levels in [0, 1] as the renderer's (fft v2), and the channels come from iChannel0 too
+    assert "afx_energy(bass)  /* fft.bass */" in toy and "afx_rms_level()  /* fft.rms */" in toy
+    assert "iChannelTime[0] * AFX_DRIFT_RATE" in toy and "position, features, channels);" in toy
+    assert "float pulse = channels[0] * 4.0;" in webgl and "uniform float u_channels[3];" in webgl
+    assert "uniform float uDrift;" in td and "float[3](uPulse, uDrift, uLevel)" in td
 
 
 def test_export_glsl_writes_the_files(tmp_path, capsys):

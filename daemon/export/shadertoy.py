@@ -2,18 +2,19 @@
 
 Shadertoy gives a music, SoundCloud or microphone input as a 512×2 texture: row 0 (y = 0.25) is the FFT,
 512 bins over 0–11 kHz (a 44.1 kHz context), each a byte of dB scaled from −100 dB to −30 dB; row 1
-(y = 0.75) is the waveform around 0.5. afx's renderer normalises every column per track (median/MAD
-z-score, tanh(z/2)); a live shader cannot see the whole track, so each column uses a fixed centre and
-spread instead, chosen for typical music levels. The mapping (also in README.md):
+(y = 0.75) is the waveform around 0.5. afx's renderer conditions every column per track (docs/FEATURES.md:
+energies as levels in [0, 1] below the track's loud level, the onset in [0, 1], spectral shape as tanh(z/2));
+a live shader cannot see the whole track, so each column uses a fixed reference level, centre and spread
+instead, chosen for typical music levels. The mapping (also in README.md):
 
 | column | from iChannel0 |
 |---|---|
-| bass, mid, treble | mean FFT level in 20–250 Hz, 250–4000 Hz, 4–11 kHz: tanh((level − 0.55) / 0.15 / 2) |
+| bass, mid, treble | mean FFT level in 20–250 Hz, 250–4000 Hz, 4–11 kHz as a level in [0, 1]: 1 at byte 0.85 (−40 dB), 0 40 dB below |
 | centroid, rolloff | amplitude-weighted mean frequency; frequency under which 85 % of the energy lies; centred on 2 kHz / 4 kHz |
-| flux | treble level (a single pass has no previous frame to difference against) |
+| flux | treble level above byte 0.45, in [0, 1] (a single pass has no previous frame to difference against) |
 | time | `iChannelTime[0] / AFX_TRACK_SECONDS` |
 | beat | `smoothstep(0.65, 0.85, bass level)`: a kick threshold, not a beat tracker |
-| rms | RMS of the waveform row in dB, centred on −20 dB |
+| rms | RMS of the waveform row as a level in [0, 1]: 0 at −50 dB, 1 at −10 dB |
 | others (mfcc, chroma, embeddings) | 0, their median |
 
 The designed channels (pulse, drift, level; the encoder's pulse and motion inputs are formulas over them):
@@ -69,19 +70,23 @@ float afx_rms_db() {
     }
     return 10.0 * log(max(sum / 64.0, 1e-10)) / log(10.0);
 }
+// a band's mean FFT byte as the renderer's energy level: 1 at 0.85 (−40 dB), 0 at 40 dB below it
+float afx_energy(float v) { return clamp((v - 0.85) * 70.0 / 40.0 + 1.0, 0.0, 1.0); }
+// the waveform's RMS as a level: 0 at −50 dB, 1 at −10 dB (also the level channel)
+float afx_rms_level() { return clamp((afx_rms_db() + 50.0) / 40.0, 0.0, 1.0); }
 """
 
 # fft column → GLSL expression over the values computed in mainImage (levels, spectral shape, rms)
 FFT_COLUMNS = {
-    "bass": "afx_norm(bass, 0.55, 0.15)",
-    "mid": "afx_norm(mid, 0.55, 0.15)",
-    "treble": "afx_norm(treble, 0.55, 0.15)",
+    "bass": "afx_energy(bass)",
+    "mid": "afx_energy(mid)",
+    "treble": "afx_energy(treble)",
     "centroid": "afx_norm(shape.x, 2000.0, 1000.0)",
     "rolloff": "afx_norm(shape.y, 4000.0, 2000.0)",
-    "flux": "afx_norm(treble, 0.45, 0.15)",
+    "flux": "clamp((treble - 0.45) / 0.3, 0.0, 1.0)",
     "time": "position",
     "beat": "smoothstep(0.65, 0.85, bass)",
-    "rms": "afx_norm(afx_rms_db(), -20.0, 6.0)",
+    "rms": "afx_rms_level()",
 }
 
 
@@ -107,7 +112,7 @@ void mainImage(out vec4 fragColor, in vec2 fragCoord) {{
         {values});
     // the designed channels: pulse, drift, level (approximations, see the table in daemon/export/shadertoy.py)
     float channels[3] = float[3](smoothstep(0.65, 0.85, bass), iChannelTime[0] * AFX_DRIFT_RATE,
-                                 clamp((afx_rms_db() + 50.0) / 40.0, 0.0, 1.0));
+                                 afx_rms_level());
     vec3 rgb = afx_colour(fragCoord.x - 0.5, iResolution.y - fragCoord.y - 0.5, iResolution.x, iResolution.y,
                           position, features, channels);
     fragColor = vec4(rgb, 1.0);
