@@ -3,8 +3,9 @@
 The page embeds the `webgl` shader, its weight texture (base64 float32) and the track's feature timeline
 (base64 float16, one row per video frame, computed by the renderer's own feature path in
 `daemon.pipeline.export_player`) with its designed channels (pulse, drift, level; float32, since drift
-counts seconds and float16 would step the motion inputs by up to half a radian late in a track); it reads the <audio> element's currentTime on every display frame, so
-picture and sound stay together through play, pause and seeking.
+counts seconds and float16 would step the motion inputs by up to half a radian late in a track); it reads
+the <audio> element's currentTime on every display frame, so picture and sound stay together through
+play, pause and seeking.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ instead, chosen for typical music levels. The mapping (also in README.md):
 
 | column | from iChannel0 |
 |---|---|
-| bass, mid, treble | mean FFT level in 20–250 Hz, 250–4000 Hz, 4–11 kHz as a level in [0, 1]: 1 at byte 0.85 (−40 dB), 0 40 dB below |
+| bass, mid, treble | mean FFT byte in 20–250 Hz, 250–4000 Hz, 4–11 kHz as a level: 1 at 0.85 (−40 dB), 0 40 dB below |
 | centroid, rolloff | amplitude-weighted mean frequency; frequency under which 85 % of the energy lies; centred on 2 kHz / 4 kHz |
 | flux | treble level above byte 0.45, in [0, 1] (a single pass has no previous frame to difference against) |
 | time | `iChannelTime[0] / AFX_TRACK_SECONDS` |
@@ -21,9 +21,11 @@ The designed channels (pulse, drift, level; the encoder's pulse and motion input
 
 | channel | from iChannel0 |
 |---|---|
-| pulse | `smoothstep(0.65, 0.85, bass level)`, the beat column's kick threshold (the renderer's is the HPSS percussive onsets with a 0.12 s release, which a stateless pass cannot follow) |
-| drift | `iChannelTime[0] × AFX_DRIFT_RATE` (0.5): the motion point circles at a steady mid-level speed; the renderer integrates the level, so it slows in quiet passages, which needs the previous frame |
-| level | `clamp((RMS dB + 50) / 40, 0, 1)`: the RMS 40 dB below an assumed loud level of −10 dB (the renderer measures the track's own) |
+| pulse | the beat column's kick threshold on the bass level (the renderer's: HPSS percussive onsets, 0.12 s release) |
+| drift | `iChannelTime[0] × AFX_DRIFT_RATE` (0.5): a steady mid-level speed (the renderer's slows when quiet) |
+| level | the rms column: 0 at −50 dB, 1 at an assumed loud level of −10 dB (the renderer's: the track's own) |
+
+A single pass keeps no state, so neither the pulse's release nor the level-dependent drift can be followed.
 
 A style saved without channels reads none of them. The network's position input is
 `iChannelTime[0] / AFX_TRACK_SECONDS` too. Weights are constant arrays
