@@ -322,7 +322,9 @@ def envelope(values: np.ndarray, *, fps: float, attack_s: float, release_s: floa
 
 def median_filter(values: np.ndarray, size: int, *, axis: int) -> np.ndarray:
     """Running median of odd length `size` along `axis`, edges mirrored: scipy.ndimage.median_filter's
-    mode="reflect" (what librosa's HPSS uses), in O(log size) per value instead of O(size)."""
+    mode="reflect" (what librosa's HPSS uses), in O(log size) per value instead of O(size). Along an axis of
+    exactly 2 values (46 ms of audio) the mirroring repeats differently from scipy's; every other length gives
+    scipy's values."""
     half = size // 2
     pad = [(0, 0)] * values.ndim
     pad[axis] = (half, half)
