@@ -578,5 +578,8 @@ _DESCRIPTIONS = {
     "vggish": "VGGish 128-D embedding",
 }
 for _name in EMBEDDING_SETS:
+    # version 2: the pulse and drift channels every timeline carries come from the mel HPSS (fft 3); cached
+    # version-1 timelines hold the old channels (or none, from before issue 10)
     register(FeatureSet(name=_name, columns=(), extract=functools.partial(_extract, _name), embedding=True,
+                        version=2,
                         description=f"{_DESCRIPTIONS[_name]}, reduced to a few columns (docs/EMBEDDINGS.md)"))

@@ -21,8 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import bottleneck
 import librosa
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from daemon.errors import FeatureError
 
@@ -40,6 +42,9 @@ LOUD_PERCENTILE = 95.0  # the track's loud reference level
 # attack/release time constants (s) of each kind of column: onsets jump and fall fast, levels follow
 # quickly and let go slowly, tonal/spectral shape glides
 SMOOTHING = {"onset": (0.0, 0.08), "energy": (0.02, 0.25), "shape": (0.15, 0.40), "z": (0.0, 0.0)}
+# HPSS runs on the mel magnitude spectrogram: median filters over this many spectral frames (harmonic, librosa's
+# 31 ≈ 0.72 s) and this many mel bands (percussive, ≈ 0.35 kHz below 1 kHz like librosa's 31 STFT bins)
+HPSS_KERNEL = (31, 13)
 PULSE_RELEASE_S = 0.12  # the pulse channel falls to 1/e this long after a percussive onset
 MOTION_IDLE = 0.03  # drift speed in silence, as a share of the speed at full level (time alone drives it)
 CHANNELS = ("pulse", "drift", "level")  # FeatureTimeline.channels columns
@@ -74,9 +79,13 @@ class Analysis:
         return librosa.fft_frequencies(sr=self.sr, n_fft=N_FFT)
 
     @functools.cached_property
+    def mel_power(self) -> np.ndarray:
+        """Mel power spectrogram [N_MELS, spectral frames]: the log-mel features and the HPSS share it."""
+        return librosa.feature.melspectrogram(S=self.power, sr=self.sr, n_mels=N_MELS)
+
+    @functools.cached_property
     def mel_db(self) -> np.ndarray:
-        mel = librosa.feature.melspectrogram(S=self.power, sr=self.sr, n_mels=N_MELS)
-        return librosa.power_to_db(mel, ref=1.0, amin=AMIN, top_db=TOP_DB)
+        return librosa.power_to_db(self.mel_power, ref=1.0, amin=AMIN, top_db=TOP_DB)
 
     @functools.cached_property
     def onset(self) -> np.ndarray:
@@ -102,10 +111,25 @@ class Analysis:
         return energy_level(self.rms_db)
 
     @functools.cached_property
-    def hpss(self) -> tuple[np.ndarray, np.ndarray]:
-        """Harmonic and percussive power spectrograms (librosa's median-filtering HPSS)."""
-        harmonic, percussive = librosa.decompose.hpss(np.sqrt(self.power))
-        return harmonic**2, percussive**2
+    def percussive_mask(self) -> np.ndarray:
+        """The percussive share of each mel bin [N_MELS, spectral frames] in [0, 1], by median-filtering HPSS
+        (librosa's method and soft mask) on the mel magnitude spectrogram; the harmonic share is 1 − it."""
+        magnitude = np.sqrt(self.mel_power)
+        harmonic = median_filter(magnitude, HPSS_KERNEL[0], axis=1) ** 2
+        percussive = median_filter(magnitude, HPSS_KERNEL[1], axis=0) ** 2
+        total = harmonic + percussive
+        return np.divide(percussive, total, out=np.full_like(total, 0.5), where=total > 0)
+
+    @functools.cached_property
+    def harmonic_power(self) -> np.ndarray:
+        """|STFT|² [freq, spectral frames] weighted by the harmonic share of HPSS, interpolated from the mel
+        bins' centre frequencies onto the STFT bins."""
+        centres = librosa.mel_frequencies(n_mels=N_MELS + 2, fmax=self.sr / 2.0)[1:-1]
+        position = np.interp(self.freqs, centres, np.arange(N_MELS))
+        below = np.minimum(position.astype(int), N_MELS - 2)
+        weight = (position - below)[:, None].astype(np.float32)
+        share = 1.0 - self.percussive_mask
+        return self.power * (share[below] * (1.0 - weight) + share[below + 1] * weight)
 
     def to_frames(self, per_spectral_frame: np.ndarray) -> np.ndarray:
         """Resample rows of [spectral frames, F] (or [spectral frames]) onto the video frame times."""
@@ -209,6 +233,14 @@ def extract_features(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str],
     """
     if not sets:
         raise FeatureError("no feature sets requested", key="audio.features", hint="e.g. features = [\"fft\"]")
+    # The products here are small: on a busy 2-core machine multi-threaded BLAS spends longer waking its
+    # threads than computing (5 s of audio: fft 60-120× real time with 2 threads, 200-235× with one)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _extract(y, sr=sr, fps=fps, sets=sets, embeddings=embeddings, keep_raw=keep_raw)
+
+
+def _extract(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str], embeddings: Any,
+             keep_raw: bool) -> FeatureTimeline:
     analysis = Analysis(y, sr=sr, fps=fps, embeddings=embeddings)
     dims = embeddings.plan.dims if embeddings is not None else DEFAULT_EMBEDDING_DIMS
     presence = analysis.to_frames(analysis.presence)
@@ -288,6 +320,18 @@ def envelope(values: np.ndarray, *, fps: float, attack_s: float, release_s: floa
     return out
 
 
+def median_filter(values: np.ndarray, size: int, *, axis: int) -> np.ndarray:
+    """Running median of odd length `size` along `axis`, edges mirrored: scipy.ndimage.median_filter's
+    mode="reflect" (what librosa's HPSS uses), in O(log size) per value instead of O(size). Along an axis of
+    exactly 2 values (46 ms of audio) the mirroring repeats differently from scipy's; every other length gives
+    scipy's values."""
+    half = size // 2
+    pad = [(0, 0)] * values.ndim
+    pad[axis] = (half, half)
+    trailing = bottleneck.move_median(np.pad(values, pad, mode="symmetric"), window=size, axis=axis)
+    return np.take(trailing, np.arange(size - 1, trailing.shape[axis]), axis=axis)
+
+
 def robust_normalise(column: np.ndarray) -> tuple[np.ndarray, float, float]:
     """tanh(z/2) of the median/MAD z-score; a constant column becomes zeros."""
     centre = float(np.median(column))
@@ -302,21 +346,20 @@ def robust_normalise(column: np.ndarray) -> tuple[np.ndarray, float, float]:
 def designed_channels(a: Analysis) -> np.ndarray:
     """[n_frames, 3]: pulse, drift and level (lucid-sonic-dreams' split of pulse and motion).
 
-    pulse: onsets of the percussive part (HPSS), gated and level-weighted, scaled by the track's strong
-    onsets, jumping at once and falling with PULSE_RELEASE_S. drift: seconds of full-speed motion so far,
-    the integral of MOTION_IDLE + (1 − MOTION_IDLE) · level · (0.6 + 0.4 · tonal change), so it never stops
-    while there is sound and barely moves in silence. level: the smoothed loudness.
+    pulse: onsets of the percussive part (HPSS on the mel spectrogram), gated and level-weighted, scaled by
+    the track's strong onsets, jumping at once and falling with PULSE_RELEASE_S. drift: seconds of full-speed
+    motion so far, the integral of MOTION_IDLE + (1 − MOTION_IDLE) · level · (0.6 + 0.4 · tonal change), tonal
+    change being the chroma flux of the harmonic part, so it never stops while there is sound and barely
+    moves in silence. level: the smoothed loudness.
     """
-    harmonic, percussive = a.hpss
     gate = a.presence * a.level
-    p_mel = librosa.power_to_db(librosa.feature.melspectrogram(S=percussive, sr=a.sr, n_mels=N_MELS), ref=1.0,
-                                amin=AMIN, top_db=TOP_DB)
+    p_mel = librosa.power_to_db(a.mel_power * a.percussive_mask, ref=1.0, amin=AMIN, top_db=TOP_DB)
     p_onset = librosa.onset.onset_strength(S=p_mel, sr=a.sr, hop_length=HOP) * gate
     pulse, _, _ = condition(a.to_frames(p_onset), kind="onset", presence=np.ones(a.n_frames), fps=a.fps)
     pulse = envelope(pulse, fps=a.fps, attack_s=0.0, release_s=PULSE_RELEASE_S)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Trying to estimate tuning from empty frequency set")
-        chroma = librosa.feature.chroma_stft(S=harmonic, sr=a.sr, tuning=0.0)
+        chroma = librosa.feature.chroma_stft(S=a.harmonic_power, sr=a.sr, tuning=0.0)
     chroma = chroma / np.maximum(np.linalg.norm(chroma, axis=0, keepdims=True), 1e-9)
     tonal = np.concatenate([[0.0], 1.0 - np.sum(chroma[:, 1:] * chroma[:, :-1], axis=0)]) * gate
     tonal, _, _ = condition(a.to_frames(tonal), kind="onset", presence=np.ones(a.n_frames), fps=a.fps)
@@ -340,19 +383,30 @@ def _fft(a: Analysis) -> np.ndarray:
     total = np.maximum(power.sum(axis=0), AMIN)
     bands = []
     for lo, hi in BANDS_HZ.values():
-        # treble ends at Nyquist when the analysis rate is below 40 kHz
-        mask = (freqs >= lo) & (freqs < hi)
-        share = np.maximum(power[mask].sum(axis=0), AMIN) / total
+        # the bins lo <= f < hi (freqs ascend); treble ends at Nyquist when the analysis rate is below 40 kHz
+        band = slice(*np.searchsorted(freqs, (lo, hi)))
+        share = np.maximum(power[band].sum(axis=0), AMIN) / total
         bands.append(np.maximum(a.rms_db + 10.0 * np.log10(share), ABS_FLOOR_DB - TOP_DB))
-    magnitude = np.sqrt(power)
-    centroid = librosa.feature.spectral_centroid(S=magnitude, sr=a.sr)[0]
-    rolloff = librosa.feature.spectral_rolloff(S=magnitude, sr=a.sr, roll_percent=0.85)[0]
+    centroid, rolloff = _centroid_rolloff(np.sqrt(power), freqs)
     per_spectral = np.stack([*bands, centroid, rolloff, a.onset, a.rms_db], axis=1)
     frames = a.to_frames(per_spectral)
     time = a.frame_times / max(a.duration_s, 1e-9)
     beat = _beat_envelope(a)
     bass, mid, treble, centroid_f, rolloff_f, flux, rms_f = frames.T
     return np.stack([bass, mid, treble, centroid_f, rolloff_f, flux, np.clip(time, 0, 1), beat, rms_f], axis=1)
+
+
+def _centroid_rolloff(magnitude: np.ndarray, freqs: np.ndarray, *, roll_percent: float = 0.85
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, librosa's spectral centroid (magnitude-weighted mean frequency; 0 for a silent frame) and
+    rolloff (the lowest frequency with `roll_percent` of the magnitude at or below it), the same values in a
+    quarter of librosa's time (one float32 product and one cumulative sum)."""
+    total = magnitude.sum(axis=0)
+    weighted = (freqs.astype(magnitude.dtype) @ magnitude).astype(np.float64)
+    centroid = np.divide(weighted, total, out=np.zeros(total.shape), where=total > 0)
+    cumulative = np.cumsum(magnitude, axis=0)
+    rolloff = freqs[np.argmax(cumulative >= roll_percent * cumulative[-1], axis=0)]
+    return centroid, rolloff
 
 
 def _beat_envelope(a: Analysis) -> np.ndarray:
@@ -385,7 +439,8 @@ register(FeatureSet(
     name="fft",
     columns=("bass", "mid", "treble", "centroid", "rolloff", "flux", "time", "beat", "rms"),
     extract=_fft,
-    version=2,  # 2: level-aware conditioning, gated onsets and beats, attack/release smoothing
+    version=3,  # 2: level-aware conditioning, gated onsets and beats, attack/release smoothing; 3: the timeline's
+    # pulse and drift channels come from HPSS on the mel spectrogram (the columns are unchanged)
     raw_columns=frozenset({"time", "beat"}),
     kinds={"bass": "energy", "mid": "energy", "treble": "energy", "rms": "energy", "centroid": "shape",
            "rolloff": "shape", "flux": "onset"},
@@ -396,7 +451,7 @@ register(FeatureSet(
     columns=tuple(f"mfcc{i}" for i in range(13)) + tuple(
         f"chroma_{n}" for n in ("C", "Cs", "D", "Ds", "E", "F", "Fs", "G", "Gs", "A", "As", "B")),
     extract=_mfcc_chroma,
-    version=2,  # 2: gated z-scores (zero without signal) and shape smoothing
+    version=3,  # 2: gated z-scores (zero without signal) and shape smoothing; 3: mel-HPSS channels, as fft 3
     kinds={c: "shape" for c in tuple(f"mfcc{i}" for i in range(13)) + tuple(
         f"chroma_{n}" for n in ("C", "Cs", "D", "Ds", "E", "F", "Fs", "G", "Gs", "A", "As", "B"))},
     description="13 MFCCs of the log-mel spectrogram and 12 chroma bins",
