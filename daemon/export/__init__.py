@@ -8,9 +8,9 @@ chains the features into the player (`daemon.pipeline.export_player`); nothing h
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from daemon.atomic import atomic_write_bytes
 from daemon.errors import RenderError
 from daemon.style import Style
 
@@ -23,19 +23,8 @@ def write_glsl(style: Style, out: Path, *, variant: str = "webgl", weights: str 
     out = Path(out)
     if not out.parent.is_dir():
         raise RenderError("the output folder does not exist", path=out.parent, hint="create it, or choose another path")
-    written = [_write_atomic(out, shader_source(style, variant=variant, weights=weights).encode())]
+    written = [atomic_write_bytes(out, shader_source(style, variant=variant, weights=weights).encode())]
     if weights == "texture":
         texture = pack_weights(network_layers(style.model)).texture()
-        written.append(_write_atomic(out.with_name(out.name + ".weights.f32"), texture.astype("<f4").tobytes()))
+        written.append(atomic_write_bytes(out.with_name(out.name + ".weights.f32"), texture.astype("<f4").tobytes()))
     return written
-
-
-def _write_atomic(path: Path, data: bytes) -> Path:
-    scratch = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        scratch.write_bytes(data)
-        os.replace(scratch, path)
-    except BaseException:
-        scratch.unlink(missing_ok=True)
-        raise
-    return path

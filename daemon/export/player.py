@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from daemon.atomic import atomic_path, atomic_write_text
 from daemon.audio.features import CHANNELS, FeatureTimeline
 from daemon.errors import RenderError
 from daemon.export.glsl import network_layers, pack_weights, shader_source
@@ -68,13 +68,7 @@ def write_player(style: Style, timeline: FeatureTimeline, *, audio_path: Path, o
     if audio_out.resolve() != audio_path.resolve():
         _copy_atomic(audio_path, audio_out)
     html = player_html(player_data(style, timeline, audio_name=audio_out.name, track_name=audio_path.name))
-    scratch = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    try:
-        scratch.write_text(html)
-        os.replace(scratch, out)
-    except BaseException:
-        scratch.unlink(missing_ok=True)
-        raise
+    atomic_write_text(out, html)
     return {"html": out, "audio": audio_out}
 
 
@@ -87,10 +81,5 @@ def check_player_path(out: Path, *, fps: float) -> None:
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    scratch = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
-    try:
+    with atomic_path(dst) as scratch:
         shutil.copyfile(src, scratch)
-        os.replace(scratch, dst)
-    except BaseException:
-        scratch.unlink(missing_ok=True)
-        raise
