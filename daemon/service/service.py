@@ -615,20 +615,20 @@ def sweep_scratch(config: ServiceConfig) -> int:
             else:
                 dead = _older_than(path, SCRATCH_AGE_S, now)
             if dead:
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                _remove(path)
                 removed += 1
     for root in (renders, library):
         for path in list(root.rglob(".*.tmp*")) if root.is_dir() else []:
-            try:
-                old = now - path.lstat().st_mtime > SCRATCH_AGE_S
-            except OSError:
-                continue
-            if old:
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            if _older_than(path, SCRATCH_AGE_S, now):
+                _remove(path)
                 removed += 1
     if removed:
         log.info("scratch.removed", count=removed)
     return removed
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def _older_than(path: Path, age_s: float, now: float) -> bool:
