@@ -126,18 +126,16 @@ def cmd_features(args: argparse.Namespace, config: ServiceConfig) -> int:
     from daemon.plots import plot_features
 
     sets = tuple(args.set or ["fft"])
+    plotting = bool(args.plot or not args.json)
     started = time.perf_counter()
-    track, timeline, _ = track_features(Path(args.audio), sets, fps=args.fps, ctx=audio_context(config))
+    # one decode and one extraction: the plot's raw (unconditioned) values come with the same timeline
+    track, timeline, _ = track_features(Path(args.audio), sets, fps=args.fps, ctx=audio_context(config),
+                                        keep_raw=plotting)
     seconds = time.perf_counter() - started
     plot = Path(args.plot) if args.plot else Path(args.audio).with_suffix("").with_name(
         Path(args.audio).stem + ".features.png")
-    if args.plot or not args.json:
-        from daemon.audio.decode import decode_audio
-        from daemon.audio.features import extract_features
-
-        _, samples = decode_audio(Path(args.audio))
-        with_raw = extract_features(samples, sr=22050, fps=args.fps, sets=sets, keep_raw=True)
-        plot_features(with_raw, plot, title=f"{track.path.name} — {', '.join(sets)}: raw (grey) and conditioned")
+    if plotting:
+        plot_features(timeline, plot, title=f"{track.path.name} — {', '.join(sets)}: raw (grey) and conditioned")
     summary = timeline.summary()
     if args.json:
         print(json.dumps({"track": track.to_dict(), "sets": sets, "frames": timeline.n_frames,

@@ -42,10 +42,12 @@ class AudioContext:
 
 
 def track_features(audio_path: Path, sets: Sequence[str], *, fps: float, ctx: AudioContext,
-                   plan: EmbeddingPlan | None = None) -> tuple[Track, FeatureTimeline, np.ndarray | None]:
+                   plan: EmbeddingPlan | None = None,
+                   keep_raw: bool = False) -> tuple[Track, FeatureTimeline, np.ndarray | None]:
     """Decode a track and compute (or load cached) features; samples are returned only when decoded.
 
     `plan` says how embedding sets are reduced (a style's: `plan_for_style`); None is the default plan.
+    `keep_raw` also keeps the unconditioned values (`afx features --plot`): computed, not cached.
     """
     track, samples = decode_audio(audio_path, sample_rate=ctx.sample_rate, limits=ctx.limits)
     embeddings = None
@@ -54,6 +56,10 @@ def track_features(audio_path: Path, sets: Sequence[str], *, fps: float, ctx: Au
                                      label=Path(audio_path).name)
     key = cache_key(track.sha256, sets=sets, fps=fps, sample_rate=ctx.sample_rate,
                     extra=embeddings.plan.cache_material(sets) if embeddings else None)
+    if keep_raw:
+        timeline = extract_features(samples, sr=ctx.sample_rate, fps=fps, sets=sets, embeddings=embeddings,
+                                    keep_raw=True)
+        return track, timeline, samples
     timeline, _ = ctx.cache.get_or_compute(
         key, lambda: extract_features(samples, sr=ctx.sample_rate, fps=fps, sets=sets, embeddings=embeddings))
     return track, timeline, samples
