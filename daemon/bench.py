@@ -343,11 +343,11 @@ def child_e2e(params: dict[str, Any]) -> Row:
         with CudaPeak(device) as memory:
             report = render_track(audio, random_style(7), settings, out_path=Path(tmp) / "out.mp4",
                                   ctx=AudioContext())
-    timing = report["timing"]
+    timing = report.timing
     return {"device": device_label(device), "size": f"{width}x{height}", "track_s": params["seconds"],
-            "frames": report["video"]["frames"], "features_s": timing["features_s"], "render_s": timing["render_s"],
-            "total_s": timing["total_s"], "x_realtime": timing["realtime_factor"],
-            "render_fps": round(report["video"]["frames"] / timing["render_s"], 2),
+            "frames": report.video.frames, "features_s": timing.features_s, "render_s": timing.render_s,
+            "total_s": timing.total_s, "x_realtime": timing.realtime_factor,
+            "render_fps": round(report.video.frames / timing.render_s, 2),
             **peak_rss(), "cuda_peak_mb": memory.peak_mb}
 
 

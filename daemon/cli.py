@@ -80,9 +80,10 @@ def cmd_render(args: argparse.Namespace, config: ServiceConfig) -> int:
                               on_progress=update)
     finally:
         close()
-    t, m = report["timing"], report["metrics"]
-    print(f"rendered {report['video']['frames']} frames in {t['total_s']:.1f} s "
-          f"({t['realtime_factor']:.2f}x real time, {report['device']}), temporal SSIM {m['temporal_ssim_mean']}, "
+    t, m = report.timing, report.metrics
+    speed = f"{t.realtime_factor:.2f}x" if t.realtime_factor is not None else "—"
+    print(f"rendered {report.video.frames} frames in {t.total_s:.1f} s "
+          f"({speed} real time, {report.device}), temporal SSIM {m['temporal_ssim_mean']}, "
           f"motion {m['motion_energy']}/s, onset alignment {m['onset_alignment']}, loud/quiet "
           f"{m['loud_quiet_contrast']}, onset correlation {m['onset_correlation']} → {out}")
     return 0

@@ -87,7 +87,7 @@ class TemporalMetrics:
         self._prev = gray[-1:]
         self._index += frames.shape[0]
 
-    def result(self, onset: np.ndarray, *, level: np.ndarray | None = None) -> dict[str, object]:
+    def result(self, onset: np.ndarray, *, level: np.ndarray | None = None) -> dict[str, float | int | str | None]:
         """The metrics; `onset` [n_frames] in [0, 1], `level` [n_frames] loudness (the timeline's channel)."""
         ssim_vals = np.asarray(self.ssim, dtype=np.float64)
         change = np.asarray(self.change, dtype=np.float64)

@@ -26,7 +26,7 @@ from daemon.encode import EncodeSettings, VideoWriter, verify_video
 from daemon.errors import AfxError, RenderError, TrackRemoved, storage_errors
 from daemon.metrics import TemporalMetrics
 from daemon.render import RenderSettings, render_frames, resolve_device
-from daemon.report import REPORT_SCHEMA, now_iso, versions, write_json_atomic
+from daemon.report import Metrics, RenderJob, Report, TimingSection, now_iso, write_json_atomic
 from daemon.style import Style
 
 Progress = Callable[[int, int], None]
@@ -134,8 +134,10 @@ def check_track_unchanged(path: Path, before: tuple[int, int] | None) -> None:
 
 def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, out_path: Path,
                  ctx: AudioContext = AudioContext(), encode: EncodeSettings = EncodeSettings(),
-                 on_progress: Progress | None = None, extra_report: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Render `audio_path` with `style` to `out_path` (+ its JSON report); returns the report."""
+                 on_progress: Progress | None = None, job: RenderJob | None = None) -> Report:
+    """Render `audio_path` with `style` to `out_path` (+ its JSON report); returns the report.
+
+    `job`: the service's job, recorded in the report."""
     started = time.perf_counter()
     settings.validate()
     out_path = Path(out_path)
@@ -167,33 +169,18 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
                 raise removed from e  # the track went away: not ffmpeg's fault, nor the content's
         raise
     render_s = time.perf_counter() - render_started
-    total_s = time.perf_counter() - started
-    report = {
-        "schema": REPORT_SCHEMA, "ok": True, "created": now_iso(),
-        "track": track.to_dict(),
-        "style": style.describe(),
-        "features": {"sets": list(timeline.sets), "columns": len(timeline.names),
-                     **({"embeddings": timeline.normalisation["embeddings"]}
-                        if "embeddings" in timeline.normalisation else {}),
-                     "normalisation": timeline.normalisation["method"]},
-        "video": {"path": str(out_path), "width": settings.width, "height": settings.height, "fps": settings.fps,
-                  "frames": timeline.n_frames, "duration_s": round(probe["duration_s"], 4), "bytes": probe["bytes"],
-                  "video_codec": probe["video_codec"], "audio_codec": probe["audio_codec"]},
-        "timing": {"features_s": round(features_s, 3), "render_s": round(render_s, 3), "total_s": round(total_s, 3),
-                   "realtime_factor": round(track.duration_s / total_s, 4) if total_s > 0 else None},
-        "metrics": metrics,
-        "device": device_name(device),
-        "versions": versions(),
-        **(extra_report or {}),
-    }
+    timing = TimingSection.of(features_s=features_s, render_s=render_s, total_s=time.perf_counter() - started,
+                              track_s=track.duration_s)
+    report = Report.for_render(track=track, style=style, timeline=timeline, settings=settings, out_path=out_path,
+                               probe=probe, timing=timing, metrics=metrics, device=device_name(device), job=job)
     with storage_errors(out_path, "writing the report"):
-        write_json_atomic(out_path.with_suffix(".json"), report)
+        report.write(out_path.with_suffix(".json"))
     return report
 
 
 def encode_video(style: Style, timeline: FeatureTimeline, settings: RenderSettings, *, audio_path: Path,
                  scratch: Path, device: Any, encode: EncodeSettings,
-                 on_progress: Progress | None) -> dict[str, Any]:
+                 on_progress: Progress | None) -> Metrics:
     """Stream the rendered frames into ffmpeg; returns the temporal metrics."""
     writer = VideoWriter(scratch, width=settings.width, height=settings.height, fps=settings.fps,
                          audio_path=audio_path, settings=encode)

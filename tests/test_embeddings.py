@@ -407,10 +407,11 @@ def test_style_trained_on_yamnet_keeps_its_reduction_and_renders_any_track_throu
     other = write_wav(tmp_path / "other.wav", synth(2.0, kind="clicks", seed=5))
     report = render_track(other, style, RenderSettings(width=64, height=36, fps=10, device="cpu"),
                           out_path=tmp_path / "renders" / "other.mp4", ctx=ctx)
-    assert report["features"]["sets"] == ["fft", "yamnet"] and report["style"]["feature_sets"] == ["fft", "yamnet"]
-    used = report["features"]["embeddings"]["yamnet"]
+    assert report.features.sets == ["fft", "yamnet"] and report.style.feature_sets == ["fft", "yamnet"]
+    assert report.features.embeddings is not None
+    used = report.features.embeddings["yamnet"]
     assert used["reduction"]["digest"] == digest and "source" not in used["reduction"]
-    assert report["video"]["frames"] == 20
+    assert report.video.frames == 20
     # the render's columns are the style's mapping, not the default projection
     _, with_style, _ = track_features(other, style.features.sets, fps=10, ctx=ctx, plan=emb.plan_for_style(style))
     _, default, _ = track_features(other, style.features.sets, fps=10, ctx=ctx, plan=emb.EmbeddingPlan(dims=4))

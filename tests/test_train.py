@@ -22,6 +22,7 @@ from daemon.cli import main
 from daemon.errors import GuidanceError
 from daemon.guidance import load_guide
 from daemon.library import Library
+from daemon.report import Report
 from daemon.spec import load_spec, parse_spec
 from daemon.train import TrainingInterrupted, optimise
 
@@ -175,10 +176,10 @@ def test_trained_style_renders_with_its_training_encoding(tmp_path, monkeypatch,
     audio = make_wav("inbox/song.wav", 1.5)
     capsys.readouterr()
     assert main(["render", str(audio), "--style", "enc"]) == 0  # the style's own 64x36 at 10 fps: no tag
-    report = json.loads((tmp_path / "renders" / "song.wav" / "enc.json").read_text())
-    assert (report["video"]["width"], report["video"]["height"], report["video"]["fps"]) == (64, 36, 10)
-    assert report["style"]["trained"] is True and report["style"]["id"] == spec.style_id
-    assert report["style"]["clip_model"] == "afx-tiny" and report["style"]["trained_guidance"] is False
+    report = Report.load(tmp_path / "renders" / "song.wav" / "enc.json")
+    assert (report.video.width, report.video.height, report.video.fps) == (64, 36, 10)
+    assert report.style.trained is True and report.style.id == spec.style_id
+    assert report.style.clip_model == "afx-tiny" and report.style.trained_guidance is False
 
 
 def test_missing_weights_error_is_clear(tmp_path):

@@ -33,6 +33,7 @@ from daemon.errors import AudioError, ConfigError, JobCrashed, JobTimeout
 from daemon.library import Library
 from daemon.logs import get_logger
 from daemon.naming import store_video
+from daemon.report import RenderJob
 from daemon.service.ledger import Job
 
 log = get_logger("afx.executor")
@@ -135,8 +136,7 @@ def run_render(item: WorkItem, *, device: str, control: JobControl) -> str:
                               fps=int(job.settings["fps"]), device=device)
     out = store_video(config.path("renders"), job.key)  # published by the loop (Service.publish_video)
     render_track(item.track_path, style, settings, out_path=out, ctx=audio_context(config),
-                 on_progress=control.progress,
-                 extra_report={"job": {"key": job.key, "attempt": job.attempts, "by": "afx run"}})
+                 on_progress=control.progress, job=RenderJob(key=job.key, attempt=job.attempts))
     return str(out)
 
 

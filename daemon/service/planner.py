@@ -31,7 +31,7 @@ from daemon.library import Library
 from daemon.logs import get_logger
 from daemon.naming import (INBOX_REPORTS, SPECS_REPORTS, STYLE_REPORTS, error_report_path,  # noqa: F401 — re-exported
                            problem_report_path, store_video, style_stem, track_folder, video_path)
-from daemon.report import failure_report, write_json_atomic
+from daemon.report import FailureReport, FailureSubject
 from daemon.service.ledger import Ledger, NewJob, render_key, train_key
 from daemon.service.watch import ScanResult, SeenFile, refusal_hint
 from daemon.spec import (StyleSpec, default_name, glob_matches,  # noqa: F401 — glob_matches re-exported
@@ -88,18 +88,18 @@ class ProblemBook:
         self.known: dict[str, tuple[str, str, str | None]] = {
             row["source"]: (row["kind"], row["error_json"], row["report"]) for row in ledger.problems()}
 
-    def sync(self, kind: str, current: dict[str, tuple[BaseException, Path, dict[str, Any]]]) -> None:
+    def sync(self, kind: str, current: dict[str, tuple[BaseException, Path, FailureSubject]]) -> None:
         """Make `kind`'s problems exactly `current` ({source: (error, report path, report fields)})."""
         for source, (error, report_path, fields) in current.items():
-            report = failure_report(error, stage=kind, **fields)
-            signature = json.dumps(report["error"])  # as the ledger stores it: unchanged problems survive restarts
+            report = FailureReport.of(error, stage=kind, **fields)
+            signature = json.dumps(report.error.to_dict())  # as the ledger stores it: unchanged problems survive restarts
             old = self.known.get(source)
             if old is not None and old[1] == signature:
                 continue
-            write_json_atomic(report_path, report)
-            self.ledger.set_problem(source, kind=kind, error=report["error"], report=str(report_path))
+            report.write(report_path)
+            self.ledger.set_problem(source, kind=kind, error=report.error.to_dict(), report=str(report_path))
             self.known[source] = (kind, signature, str(report_path))
-            log.error(f"{kind}.invalid", source=source, error=report["error"].get("summary"),
+            log.error(f"{kind}.invalid", source=source, error=report.error.summary,
                       report=str(report_path))
         for source in [s for s, (k, _, _) in self.known.items() if k == kind and s not in current]:
             self.resolve(source)
@@ -124,7 +124,7 @@ class SpecCatalog:
     problems: ProblemBook
     by_file: dict[str, list[StyleSpec]] = field(default_factory=dict)  # spec path → its styles
     parsed: dict[str, tuple[int, int]] = field(default_factory=dict)  # spec path → (size, mtime) last read
-    errors: dict[str, tuple[BaseException, Path, dict[str, Any]]] = field(default_factory=dict)
+    errors: dict[str, tuple[BaseException, Path, FailureSubject]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Start from the ledger's current versions, so a spec broken while we were down still serves —
@@ -156,8 +156,8 @@ class SpecCatalog:
             self.errors[str(path)] = (
                 SpecError(f"refused: {reason}", path=path, hint=refusal_hint(reason) or None),
                 problem_report_path(self.renders, SPECS_REPORTS, rel.as_posix()),
-                {"style": default_name(path), "extra": {"spec": str(path),
-                                                        "still_serving": [s.style_id for s in self.by_file.get(str(path), [])]}})
+                {"style": default_name(path), "spec": str(path),
+                 "still_serving": [s.style_id for s in self.by_file.get(str(path), [])]})
             self.parsed.pop(str(path), None)
         for path in [p for p in self.by_file if p not in present]:
             log.info("spec.removed", spec=path, styles=[s.name for s in self.by_file[path]])
@@ -180,8 +180,8 @@ class SpecCatalog:
             specs = load_specs(seen.path, limits=self.limits)
         except Exception as e:  # noqa: BLE001 — any failure of one spec must not stop the others
             serving = [s.style_id for s in self.by_file.get(key, [])]
-            self.errors[key] = (e, report, {"style": default_name(seen.path),
-                                            "extra": {"spec": key, "still_serving": serving}})
+            self.errors[key] = (e, report, {"style": default_name(seen.path), "spec": key,
+                                            "still_serving": serving})
             return
         self.errors.pop(key, None)
         old = {s.style_id for s in self.by_file.get(key, [])}
@@ -204,8 +204,7 @@ class SpecCatalog:
                                       key="name", hint="give this spec another `name` (or file name); its "
                                       "styles are not trained or rendered until then")
                     report = problem_report_path(self.renders, SPECS_REPORTS, _relative(path, root))
-                    self.errors[path] = (error, report, {"style": spec.name, "extra": {"spec": path,
-                                                                                       "owner": owner}})
+                    self.errors[path] = (error, report, {"style": spec.name, "spec": path, "owner": owner})
                     self.by_file[path].remove(spec)
                     self.parsed.pop(path, None)  # read it again next scan: the owner may be gone by then
 
@@ -317,7 +316,7 @@ class Plan:
     outputs: list[Publication] = field(default_factory=list)  # every video that should be published
     tracks: list[PlannedTrack] = field(default_factory=list)  # the settled tracks
     hashing: list[Path] = field(default_factory=list)  # settled tracks still being checked and hashed
-    problems: dict[str, tuple[BaseException, Path, dict[str, Any]]] = field(default_factory=dict)
+    problems: dict[str, tuple[BaseException, Path, FailureSubject]] = field(default_factory=dict)
 
 
 class Planner:
