@@ -63,17 +63,19 @@ def audio_context(config: ServiceConfig, *, cache: bool = True) -> Any:
 
 def cmd_render(args: argparse.Namespace, config: ServiceConfig) -> int:
     from daemon.library import Library, resolve_style
-    from daemon.pipeline import default_output, render_track, style_render_settings
+    from daemon.naming import settings_tag, track_video
+    from daemon.pipeline import render_track
     from daemon.render import RenderSettings
 
     style = resolve_style(args.style, library=Library(config.path("library")))
-    own = style_render_settings(style)
+    own = style.render_settings()
     width, height = args.size or (own["width"], own["height"])
     settings = RenderSettings(width=width, height=height, fps=own["fps"] if args.fps is None else args.fps,
                               device=args.device or config.device)
     _check_flags(settings)
-    out = Path(args.output) if args.output else default_output(
-        Path(args.audio), style, settings, renders=config.path("renders"), inbox=config.path("inbox"))
+    tag = settings_tag({"width": settings.width, "height": settings.height, "fps": settings.fps}, own)
+    out = Path(args.output) if args.output else track_video(
+        Path(args.audio), style.name, renders=config.path("renders"), inbox=config.path("inbox"), tag=tag)
     update, close = _progress(f"render {Path(args.audio).name}", "frame")
     try:
         report = render_track(Path(args.audio), style, settings, out_path=out, ctx=audio_context(config),
@@ -189,7 +191,7 @@ def _relative(paths: list[Path]) -> list[Path]:
 
 def cmd_train(args: argparse.Namespace, config: ServiceConfig) -> int:
     from daemon.library import Library
-    from daemon.pipeline import inbox_references
+    from daemon.tracks import inbox_references
     from daemon.spec import load_specs
 
     library = Library(config.path("library"))

@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+Logger = structlog.typing.FilteringBoundLogger  # what get_logger returns: bind(), info(event, **fields)
+
 
 def configure_logging(*, json_lines: bool | None = None, level: str = "info") -> None:
     """Route structlog to stderr; `json_lines=None` picks by whether stderr is a terminal."""
@@ -45,5 +47,5 @@ class _Stderr:
         sys.stderr.flush()
 
 
-def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
+def get_logger(name: str) -> Logger:
     return structlog.get_logger(name)

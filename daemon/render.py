@@ -92,6 +92,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def device_name(device: torch.device) -> str:
+    """How reports name a device: `cpu`, or `cuda (NVIDIA H200)`."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return "cpu"
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively (avx512_bf16 or AMX); elsewhere bf16 is emulated and slower."""
     cpu = getattr(torch, "cpu", None)

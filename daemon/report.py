@@ -272,6 +272,25 @@ class Report(ReportSection):
                                    video=dataclasses.replace(self.video, path=str(video_path)), published=now_iso())
 
 
+def published_report(path: Path, *, track_path: str, video_path: Path) -> dict[str, Any] | None:
+    """The kept render's report at `path` as the service publishes it (`Report.published_as`), or None when
+    it is missing or damaged. A report an earlier afx wrote under the same schema with fewer keys (the
+    metrics grew) is published as it is, with only its paths and `published` changed: an upgrade must not
+    render a video again for its report's sake."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    try:
+        return Report.from_dict(data, where=str(path)).published_as(track_path=track_path,
+                                                                    video_path=video_path).to_dict()
+    except ValueError:
+        if not (isinstance(data, dict) and isinstance(data.get("track"), dict) and isinstance(data.get("video"), dict)):
+            return None
+        return {**data, "track": {**data["track"], "path": track_path},
+                "video": {**data["video"], "path": str(video_path)}, "published": now_iso()}
+
+
 # ── a failure's report ───────────────────────────────────────────────────────────────────────────────────
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,9 +15,7 @@ import json
 import math
 import re
 import tomllib
-from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -82,6 +80,10 @@ class RenderSpec:
     width: int = field(default=1280, metadata=bounds(lo=16, hi=7680))  # pixels, even (H.264 4:2:0)
     height: int = field(default=720, metadata=bounds(lo=16, hi=7680))  # pixels, even
     fps: int = field(default=30, metadata=bounds(lo=1, hi=240))  # frames per second (one feature row each)
+
+    def settings(self) -> dict[str, int]:
+        """What of a render changes its pixels (its size and rate): the render key's and settings tag's input."""
+        return {"width": self.width, "height": self.height, "fps": self.fps}
 
 
 @dataclass(frozen=True)
@@ -416,17 +418,6 @@ def _check_render(render: RenderSpec, *, path: Path | None, limits: Limits) -> N
 def _positive(value: float, *, path: Path | None, key: str) -> None:
     if not value > 0:
         raise SpecError(f"{value} must be above 0", path=path, key=key)
-
-
-def glob_matches(rel: PurePosixPath, patterns: Iterable[str]) -> bool:
-    """A `tracks` glob matches the path relative to the inbox or the bare file name; `**/` may match nothing."""
-    text = rel.as_posix()
-    for pattern in patterns:
-        pattern = pattern.replace("\\", "/").removeprefix("./")
-        candidates = {pattern, pattern.replace("**/", "")}
-        if any(fnmatchcase(text, p) or fnmatchcase(rel.name, p) for p in candidates):
-            return True
-    return False
 
 
 # ── sweeps ───────────────────────────────────────────────────────────────────────────────────────────────

@@ -105,3 +105,21 @@ def test_a_render_today_writes_the_stored_reports_json(tmp_path: Path) -> None:
                         else written[section][key] == value, f"{section}.{key}"
         else:
             assert written[section] == values, section
+
+
+def test_publishing_keeps_a_report_an_earlier_afx_wrote(tmp_path: Path) -> None:
+    """Reports of earlier releases have fewer metrics under the same schema: publishing changes only their
+    paths (an upgrade must not render again), while a current report is read and written as a Report."""
+    from daemon.report import published_report
+
+    older = json.loads((EXAMPLES / "render.json").read_text())
+    del older["metrics"]["loud_quiet_contrast"]
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    out = published_report(tmp_path / "older.json", track_path="inbox/song.wav", video_path=tmp_path / "v.mp4")
+    assert out is not None and out["metrics"] == older["metrics"] and out["published"]
+    assert out["track"]["path"] == "inbox/song.wav" and out["video"]["path"] == str(tmp_path / "v.mp4")
+    current = published_report(EXAMPLES / "render.json", track_path="inbox/song.wav", video_path=tmp_path / "v.mp4")
+    assert current is not None and Report.from_dict(current).published == current["published"]
+    (tmp_path / "damaged.json").write_text('{"track": null}')
+    assert published_report(tmp_path / "damaged.json", track_path="x", video_path=tmp_path / "v.mp4") is None
+    assert published_report(tmp_path / "gone.json", track_path="x", video_path=tmp_path / "v.mp4") is None

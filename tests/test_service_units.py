@@ -20,8 +20,9 @@ from daemon.service.ledger import Ledger, NewJob, render_key, train_key
 from daemon.service.notify import Notifier
 from daemon.naming import store_video
 from daemon.report import Report
-from daemon.service.planner import Plan, Planner, ProblemBook, Publication, SpecCatalog, glob_matches
-from daemon.service.watch import SettleTracker, is_ignored
+from daemon.service.planner import Plan, Planner, ProblemBook, Publication, SpecCatalog
+from daemon.service.watch import SettleTracker
+from daemon.tracks import glob_matches, is_ignored
 
 REPORT_EXAMPLE = Path(__file__).parent / "data" / "reports" / "render.json"
 

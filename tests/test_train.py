@@ -259,7 +259,7 @@ def test_reference_tracks_are_chosen_as_the_service_chooses_them_and_recorded(tm
     """`afx train` and the service both take inbox_references: nested folders too, the spec's `tracks`
     globs respected, hidden files skipped; the style records which tracks (and contents) it sampled."""
     from daemon.audio.decode import file_sha256
-    from daemon.pipeline import inbox_references
+    from daemon.tracks import inbox_references
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AFX_CONFIG", raising=False)

@@ -30,40 +30,18 @@ from daemon.errors import AfxError, AudioError, SpecError
 from daemon.library import Library
 from daemon.logs import get_logger
 from daemon.naming import (INBOX_REPORTS, SPECS_REPORTS, STYLE_REPORTS, error_report_path,  # noqa: F401 — re-exported
-                           problem_report_path, store_video, style_stem, track_folder, video_path)
+                           problem_report_path, store_video, style_stem, track_folder, track_video, video_path)
 from daemon.report import FailureReport, FailureSubject
 from daemon.service.ledger import Ledger, NewJob, render_key, train_key
 from daemon.service.watch import ScanResult, SeenFile, refusal_hint
-from daemon.spec import (StyleSpec, default_name, glob_matches,  # noqa: F401 — glob_matches re-exported
-                         load_specs, parse_spec)
+from daemon.spec import StyleSpec, default_name, load_specs, parse_spec
 from daemon.tables import check_keys, nearest
+from daemon.tracks import glob_matches, is_track
 
 log = get_logger("afx.planner")
 
-#: files in the inbox that travel with music but are not tracks (sidecars, artwork, cue sheets, notes)
-COMPANION_SUFFIXES = frozenset({
-    ".toml", ".json", ".txt", ".md", ".nfo", ".cue", ".log", ".m3u", ".m3u8", ".pls", ".lrc", ".sfv",
-    ".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".pdf", ".ini", ".db", ".url", ".html",
-})
-
-
-def is_track(rel: PurePosixPath) -> bool:
-    return rel.suffix.lower() not in COMPANION_SUFFIXES
-
-
-def render_output(renders: Path, rel: PurePosixPath, style_name: str) -> Path:
-    """The published video of (track, style) — daemon.naming's rule, without a settings tag: the service
-    always renders a style at its own settings."""
-    return video_path(renders, track_folder(rel), style_name)
-
-
 def style_report_path(renders: Path, style_name: str) -> Path:
     return renders / STYLE_REPORTS / f"{style_stem(style_name)}.error.json"
-
-
-def render_settings(spec: StyleSpec) -> dict[str, int]:
-    """What of a spec decides a render's pixels (its [render] table)."""
-    return {"width": spec.render.width, "height": spec.render.height, "fps": spec.render.fps}
 
 
 def spec_from_dict(data: dict[str, Any], *, limits: Limits) -> StyleSpec:
@@ -356,7 +334,9 @@ class Planner:
             styles = self._assign(track, settled, inbox.pending, plan)
             for spec in styles:
                 plan.jobs.extend(self._jobs_for(track, spec))
-                plan.outputs.append(Publication(video=render_output(self.renders, track.file.rel, spec.name),
+                # no settings tag: the service renders a style at its own settings
+                video = track_video(track.file.path, spec.name, renders=self.renders, inbox=inbox.root)
+                plan.outputs.append(Publication(video=video,
                                                 key=plan.jobs[-1].key, track_path=str(track.file.path),
                                                 style_name=spec.name))
         return plan
@@ -426,7 +406,7 @@ class Planner:
             jobs.append(NewJob(key=train_key(spec.style_id), kind="train", style_id=spec.style_id,
                                style_name=spec.name, settings={},
                                output=str(self.library.folder_for(spec.name, spec.style_id))))
-        settings = render_settings(spec)
+        settings = spec.render.settings()
         key = render_key(track.sha256, spec.style_id, settings)
         jobs.append(NewJob(key=key, kind="render", style_id=spec.style_id, style_name=spec.name,
                            settings=settings, output=str(store_video(self.renders, key)),

@@ -28,7 +28,7 @@ from daemon.errors import (AfxError, AudioError, ConfigError, JobCrashed, Ledger
 from daemon.library import Library
 from daemon.logs import configure_logging, get_logger
 from daemon.naming import error_report_path, report_path, store_video
-from daemon.report import FailedJob, FailureReport, Report
+from daemon.report import FailedJob, FailureReport, published_report, write_json_atomic
 from daemon.service.executor import Executor, Outcome, WorkItem, make_executor, worker_devices
 from daemon.service.ledger import Job, Ledger
 from daemon.service.notify import Notifier
@@ -413,7 +413,7 @@ class Service:
     def _work_item(self, job: Job) -> WorkItem:
         references: tuple[Path, ...] = ()
         if job.kind == "train":
-            from daemon.pipeline import inbox_references  # as `afx train` chooses them
+            from daemon.tracks import inbox_references  # as `afx train` chooses them
 
             spec = self.folders.catalog.spec(job.style_id)
             references = tuple(inbox_references(spec, self.config.path("inbox"))) if spec is not None else ()
@@ -449,18 +449,15 @@ class Service:
         the owner in the ledger. A kept render that is gone (or whose report is damaged) is queued to
         render again."""
         stored = store_video(self.config.path("renders"), publication.key)
-        try:
-            report: Report | None = Report.load(report_path(stored))
-        except (OSError, ValueError):
-            report = None
+        report = published_report(report_path(stored), track_path=publication.track_path,
+                                  video_path=publication.video)
         if report is None or not stored.is_file():
             self.ledger.retry(keys=[publication.key], include_done=True)
             log.warning("render.store_missing", job=publication.key[:16], video=str(publication.video),
                         reason="its kept render is gone; rendering it again")
             return False
         atomic_link(stored, publication.video)
-        report.published_as(track_path=publication.track_path, video_path=publication.video).write(
-            report_path(publication.video))
+        write_json_atomic(report_path(publication.video), report)
         error_report_path(publication.video).unlink(missing_ok=True)
         self.ledger.set_output(publication.video, key=publication.key, track_path=publication.track_path,
                                style_name=publication.style_name)
