@@ -14,12 +14,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon import __version__
 from daemon.config import ServiceConfig, apply_environment, load_config
 from daemon.errors import AfxError
 from daemon.logs import configure_logging, get_logger
+
+if TYPE_CHECKING:
+    from daemon.pipeline import AudioContext
 
 log = get_logger("afx.cli")
 
@@ -52,11 +55,11 @@ def _progress(desc: str, unit: str) -> tuple[Callable[[int, int], None], Callabl
     return update, close
 
 
-def audio_context(config: ServiceConfig, *, cache: bool = True) -> Any:
-    from daemon.audio.cache import FeatureCache
+def audio_context(config: ServiceConfig) -> AudioContext:
+    """AudioContext.for_config (the one rule), imported when a command needs it: the pipeline loads torch."""
     from daemon.pipeline import AudioContext
 
-    return AudioContext(limits=config.limits.audio(), cache=FeatureCache(config.path("cache") if cache else None))
+    return AudioContext.for_config(config)
 
 
 # ── commands ─────────────────────────────────────────────────────────────────────────────────────────────

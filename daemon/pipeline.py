@@ -20,9 +20,10 @@ import torch
 
 from daemon.atomic import atomic_path
 from daemon.audio.cache import FeatureCache, cache_key
-from daemon.audio.decode import ANALYSIS_RATE, AudioLimits, Track, decode_audio
+from daemon.audio.decode import ANALYSIS_RATE, Track, decode_audio
 from daemon.audio.embeddings import EmbeddingPlan, Reduction, TrackEmbeddings, embedding_sets, plan_for_style
 from daemon.audio.features import FeatureTimeline, extract_features
+from daemon.config import Limits, ServiceConfig
 from daemon.encode import EncodeSettings, VideoWriter, verify_video
 from daemon.errors import AfxError, RenderError, TrackRemoved, storage_errors
 from daemon.metrics import TemporalMetrics
@@ -42,9 +43,15 @@ Progress = Callable[[int, int], None]
 class AudioContext:
     """How tracks are read: limits, analysis rate and the feature cache."""
 
-    limits: AudioLimits = AudioLimits()
+    limits: Limits = Limits()
     cache: FeatureCache = FeatureCache(None)
     sample_rate: int = ANALYSIS_RATE
+
+    @classmethod
+    def for_config(cls, config: ServiceConfig, *, cache: bool = True) -> AudioContext:
+        """How `afx` and the service read tracks: afx.toml's limits, and its feature cache unless `cache` is
+        False."""
+        return cls(limits=config.limits, cache=FeatureCache(config.path("cache") if cache else None))
 
 
 def track_features(audio_path: Path, sets: Sequence[str], *, fps: float, ctx: AudioContext,

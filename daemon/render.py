@@ -34,8 +34,8 @@ import torch
 from daemon.audio.features import FeatureTimeline
 from daemon.cppn import CPPN
 from daemon.errors import RenderError
+from daemon.spec import check_video_size
 from daemon.style import Style
-from daemon.tables import bounds
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -57,28 +57,11 @@ class RenderSettings:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16; auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32
 
     def validate(self) -> None:
-        for name, value in (("width", self.width), ("height", self.height)):
-            if value < 16 or value > 7680 or value % 2:
-                raise RenderError(f"{name} must be an even number of pixels from 16 to 7680, got {value}",
-                                  key=f"render.{name}")
-        if not 1 <= self.fps <= 240:
-            raise RenderError(f"fps must be from 1 to 240, got {self.fps}", key="render.fps")
+        check_video_size(self.width, self.height, self.fps, error=RenderError)
         if self.precision not in PRECISIONS:
             raise RenderError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
                               key="render.precision")
 
-    def key(self) -> dict[str, object]:
-        """What changes the pixels of a render (device, batching and precision do not, beyond rounding
-        that the quality guard bounds at PSNR >= 40 dB)."""
-        return {"width": self.width, "height": self.height, "fps": self.fps}
-
-
-RENDER_LIMITS = {
-    "width": bounds(lo=16, hi=7680),
-    "height": bounds(lo=16, hi=7680),
-    "fps": bounds(lo=1, hi=240),
-    "precision": bounds(choices=PRECISIONS),
-}
 
 
 def resolve_device(name: str) -> torch.device:

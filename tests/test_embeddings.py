@@ -31,6 +31,7 @@ from daemon.audio import embeddings as emb
 from daemon.audio.cache import FeatureCache
 from daemon.audio.decode import decode_audio
 from daemon.audio.features import frame_count, robust_normalise
+from daemon.config import Embeddings
 from daemon.errors import AfxError, FeatureError, SpecError, StyleError
 from daemon.pipeline import AudioContext, track_features
 from tests.conftest import synth, write_wav
@@ -304,7 +305,7 @@ def test_real_openl3():
         pytest.skip("openl3 is not installed (its install downloads weights)")
     raw = emb.raw_embedding("openl3", emb.TrackAudio(synth(2.0, seed=3), 22050, "real-openl3-test"))
     assert raw.values.shape[1] == 512 and raw.values.shape[0] >= 10
-    np.testing.assert_allclose(np.diff(raw.times), emb.DEFAULT_OPENL3_HOP_S, atol=1e-6)
+    np.testing.assert_allclose(np.diff(raw.times), Embeddings().openl3_hop_s, atol=1e-6)
 
 
 # ── YAMNet and VGGish through tensorflow_hub (local SavedModels) ─────────────────────────────────────────

@@ -19,7 +19,7 @@ import functools
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import bottleneck
 import librosa
@@ -59,12 +59,11 @@ def frame_count(duration_s: float, fps: float) -> int:
 class Analysis:
     """What extractors share for one track: samples, frame times, and lazily computed spectra."""
 
-    def __init__(self, y: np.ndarray, *, sr: int, fps: float, embeddings: Any = None) -> None:
+    def __init__(self, y: np.ndarray, *, sr: int, fps: float, embeddings: EmbeddingSource | None = None) -> None:
         self.y = y
         self.sr = sr
         self.fps = fps
-        # daemon.audio.embeddings.TrackEmbeddings (or None: the default plan): how embedding sets are computed
-        self.embeddings = embeddings
+        self.embeddings = embeddings  # how embedding sets are computed (None: the default plan, no cache)
         self.duration_s = y.size / sr
         self.n_frames = frame_count(self.duration_s, fps)
         self.frame_times = np.arange(self.n_frames, dtype=np.float64) / fps
@@ -135,9 +134,32 @@ class Analysis:
         """Resample rows of [spectral frames, F] (or [spectral frames]) onto the video frame times."""
         values = np.asarray(per_spectral_frame, dtype=np.float64)
         times = librosa.frames_to_time(np.arange(values.shape[0]), sr=self.sr, hop_length=HOP)
-        if values.ndim == 1:
-            return np.interp(self.frame_times, times, values)
-        return np.stack([np.interp(self.frame_times, times, col) for col in values.T], axis=1)
+        return align_to_frames(values, times, n_frames=self.n_frames, fps=self.fps)
+
+
+def align_to_frames(values: np.ndarray, times: np.ndarray, *, n_frames: int, fps: float) -> np.ndarray:
+    """Rows at `times` (seconds) → one row per video frame, frame i at i / fps: linear between, held at the
+    ends; [N] stays 1-D. The one frame-time rule of every feature set (spectral frames, embedding hops)."""
+    values = np.asarray(values, dtype=np.float64)
+    frame_times = np.arange(n_frames, dtype=np.float64) / fps
+    if values.shape[0] == 0:
+        return np.zeros((n_frames, *values.shape[1:]))
+    times = np.asarray(times, dtype=np.float64)
+    if values.ndim == 1:
+        return np.interp(frame_times, times, values)
+    return np.stack([np.interp(frame_times, times, column) for column in values.T], axis=1)
+
+
+class EmbeddingSource(Protocol):
+    """How one track's embedding sets are computed and reduced (`daemon.audio.embeddings.TrackEmbeddings`):
+    this module knows only this shape, and never imports the embeddings module."""
+
+    @property
+    def dims(self) -> int: ...  # columns each embedding set is reduced to
+
+    def columns(self, name: str, analysis: Analysis) -> np.ndarray: ...  # [n_frames, dims], not normalised
+
+    def describe(self, sets: Sequence[str]) -> dict[str, Any]: ...  # per embedding set, for reports
 
 
 @dataclass(frozen=True)
@@ -188,9 +210,23 @@ class FeatureTimeline:
 _REGISTRY: dict[str, FeatureSet] = {}
 
 
+_DEFAULT_EMBEDDINGS: list[Callable[[], EmbeddingSource]] = []  # set by daemon.audio.embeddings on import
+
+
 def register(feature_set: FeatureSet) -> FeatureSet:
     _REGISTRY[feature_set.name] = feature_set
     return feature_set
+
+
+def register_default_embeddings(factory: Callable[[], EmbeddingSource]) -> None:
+    """What computes embedding sets when a caller gives no EmbeddingSource (the default plan, no cache)."""
+    _DEFAULT_EMBEDDINGS[:] = [factory]
+
+
+def _default_embeddings() -> EmbeddingSource:
+    if not _DEFAULT_EMBEDDINGS:
+        raise FeatureError("no embedding backend is registered", hint="import daemon.audio (it registers them)")
+    return _DEFAULT_EMBEDDINGS[0]()
 
 
 def feature_set(name: str) -> FeatureSet:
@@ -224,7 +260,7 @@ def raw_column_mask(sets: Sequence[str], *, embedding_dims: int = DEFAULT_EMBEDD
 
 
 def extract_features(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str],
-                     embeddings: Any = None, keep_raw: bool = False) -> FeatureTimeline:
+                     embeddings: EmbeddingSource | None = None, keep_raw: bool = False) -> FeatureTimeline:
     """Compute and condition the requested feature sets for one track.
 
     `embeddings` (daemon.audio.embeddings.TrackEmbeddings) says how embedding sets are computed and reduced
@@ -239,10 +275,12 @@ def extract_features(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str],
         return _extract(y, sr=sr, fps=fps, sets=sets, embeddings=embeddings, keep_raw=keep_raw)
 
 
-def _extract(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str], embeddings: Any,
+def _extract(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str], embeddings: EmbeddingSource | None,
              keep_raw: bool) -> FeatureTimeline:
+    if embeddings is None and any(feature_set(s).embedding for s in sets):
+        embeddings = _default_embeddings()
     analysis = Analysis(y, sr=sr, fps=fps, embeddings=embeddings)
-    dims = embeddings.plan.dims if embeddings is not None else DEFAULT_EMBEDDING_DIMS
+    dims = embeddings.dims if embeddings is not None else DEFAULT_EMBEDDING_DIMS
     presence = analysis.to_frames(analysis.presence)
     raw_blocks, blocks, centres, scales = [], [], [], []
     for name in sets:
@@ -264,10 +302,8 @@ def _extract(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str], embeddi
     onset = analysis.to_frames(analysis.onset)
     onset = onset / onset.max() if onset.max() > 0 else np.zeros_like(onset)
     normalisation: dict[str, object] = {"method": NORMALISATION, "centre": centres, "scale": scales}
-    if any(feature_set(s).embedding for s in sets):
-        from daemon.audio.embeddings import describe_reductions
-
-        normalisation["embeddings"] = describe_reductions(sets, embeddings)
+    if embeddings is not None and any(feature_set(s).embedding for s in sets):
+        normalisation["embeddings"] = embeddings.describe(sets)
     return FeatureTimeline(
         sets=tuple(sets), names=columns_for(sets, embedding_dims=dims), values=values, fps=fps,
         onset=onset.astype(np.float32), normalisation=normalisation, channels=designed_channels(analysis),
@@ -456,6 +492,3 @@ register(FeatureSet(
         f"chroma_{n}" for n in ("C", "Cs", "D", "Ds", "E", "F", "Fs", "G", "Gs", "A", "As", "B"))},
     description="13 MFCCs of the log-mel spectrogram and 12 chroma bins",
 ))
-
-# The learned embeddings (openl3, yamnet, vggish) register themselves; their module needs the names above.
-from daemon.audio import embeddings as _embeddings  # noqa: E402,F401

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from daemon.audio.decode import AudioLimits, check_track
+from daemon.audio.decode import check_track
 from daemon.config import Limits
 from daemon.errors import AfxError, AudioError, SpecError
 from daemon.library import Library
@@ -225,7 +225,7 @@ def read_sidecar(path: Path) -> list[str]:
 class TrackChecks:
     """A new track's cheap checks (stat, size, stated duration), then its hash, in one background thread."""
 
-    def __init__(self, *, limits: AudioLimits, hash_file: Callable[[Path], str], on_done: Callable[[], None]) -> None:
+    def __init__(self, *, limits: Limits, hash_file: Callable[[Path], str], on_done: Callable[[], None]) -> None:
         self.limits = limits
         self.hash_file = hash_file
         self.on_done = on_done  # called from the thread: ask the loop for a rescan
@@ -302,7 +302,7 @@ class Planner:
 
     def __init__(self, *, ledger: Ledger, catalog: SpecCatalog, library: Library, renders: Path,
                  default_styles: tuple[str, ...], hash_file: Callable[[Path], str],
-                 limits: AudioLimits = AudioLimits(), on_checked: Callable[[], None] = lambda: None) -> None:
+                 limits: Limits = Limits(), on_checked: Callable[[], None] = lambda: None) -> None:
         self.ledger = ledger
         self.catalog = catalog
         self.library = library

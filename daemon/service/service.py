@@ -193,7 +193,7 @@ class Service:
                               problems=self.problems)
         planner = Planner(ledger=self.ledger, catalog=catalog, library=library, renders=config.path("renders"),
                           default_styles=config.default_styles, hash_file=file_sha256,
-                          limits=config.limits.audio(), on_checked=lambda: self.folders.watcher.changed())
+                          limits=config.limits, on_checked=lambda: self.folders.watcher.changed())
         watcher = FolderWatcher([config.path("inbox"), config.path("specs")], polling=config.polling,
                                 rescan_s=config.rescan_s, wake=self.waker.poke)
         inbox = SettleTracker(settle_s=config.settle_s)
