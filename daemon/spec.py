@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from daemon.config import Limits
-from daemon.cppn import CPPNConfig, EncoderConfig
+from daemon.cppn_config import CPPNConfig, EncoderConfig
 from daemon.errors import AfxError, SpecError
 from daemon.tables import bounds, check_keys, from_table, nearest, to_table
 

@@ -20,11 +20,11 @@ from safetensors.torch import load_file, save_file
 from daemon.audio.features import DEFAULT_EMBEDDING_DIMS, NORMALISATION, columns_for
 from daemon.cppn import CPPN, CPPNConfig, EncoderConfig, InputEncoder
 from daemon.errors import StyleError
+from daemon.library import STYLE_FILE
 from daemon.spec import RenderSpec
 from daemon.atomic import atomic_replace_dir
 
 STYLE_SCHEMA = "afx.style/1"
-STYLE_FILE = "style.json"
 WEIGHTS_FILE = "weights.safetensors"
 
 
