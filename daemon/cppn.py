@@ -19,11 +19,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
 
-from daemon.cppn_config import ACTIVATION_NAMES, CPPNConfig, EncoderConfig  # noqa: F401 — re-exported
+from daemon.cppn_config import ACTIVATION_NAMES
+from daemon.cppn_config import CPPNConfig as CPPNConfig  # re-exported: `from daemon.cppn import CPPNConfig`
+from daemon.cppn_config import EncoderConfig as EncoderConfig
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sin": torch.sin,
@@ -164,19 +167,24 @@ class CPPN(nn.Module):
 
         xavier(self.spatial_in.weight, self.config.spatial_gain)
         xavier(self.temporal_in.weight, self.config.audio_gain)
-        for layer in self.hidden:
+        for layer in self.hidden_layers:
             xavier(layer.weight, self.config.hidden_gain)
         xavier(self.rgb.weight, self.config.output_gain)
-        for bias in [self.spatial_in.bias, *(layer.bias for layer in self.hidden), self.rgb.bias]:
+        for bias in [self.spatial_in.bias, *(layer.bias for layer in self.hidden_layers), self.rgb.bias]:
             nn.init.zeros_(bias)
+
+    @property
+    def hidden_layers(self) -> list[nn.Linear]:
+        """The hidden layers, typed (an nn.ModuleList holds Modules)."""
+        return [cast(nn.Linear, layer) for layer in self.hidden]
 
     def spatial_pre(self, spatial: torch.Tensor) -> torch.Tensor:
         """The first layer's spatial half with its bias, [P, width]: compute once per resolution."""
-        return self.spatial_in(spatial)
+        return self.spatial_in.forward(spatial)
 
     def temporal_pre(self, temporal: torch.Tensor) -> torch.Tensor:
         """The first layer's time/audio half, [B, width]: compute once per frame."""
-        return self.temporal_in(temporal)
+        return self.temporal_in.forward(temporal)
 
     def from_pre(self, pre: torch.Tensor) -> torch.Tensor:
         """Everything after the first layer's matmul: [..., width] → RGB [..., 3]."""

@@ -94,7 +94,9 @@ class Library:
         mapping: dict[str, str] = {}
         for entry in self.entries():
             spec = entry.meta.get("spec")
-            new = upgraded_id(spec) if isinstance(spec, dict) and spec.get("style_id") == entry.style_id else None
+            if not isinstance(spec, dict) or spec.get("style_id") != entry.style_id:
+                continue
+            new = upgraded_id(spec)
             if new is None or new == entry.style_id:
                 continue
             target = entry.folder.with_name(new)

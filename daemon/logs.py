@@ -28,7 +28,7 @@ def configure_logging(*, json_lines: bool | None = None, level: str = "info") ->
         cache_logger_on_first_use=False,
     )
     # libraries log through the standard library: render their lines the same way (never "ERROR:root:…")
-    handler = logging.StreamHandler(_Stderr())  # type: ignore[arg-type]
+    handler = logging.StreamHandler(_Stderr())
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         processor=renderer, foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
                                                structlog.processors.TimeStamper(fmt="iso", utc=True)]))
@@ -48,4 +48,5 @@ class _Stderr:
 
 
 def get_logger(name: str) -> Logger:
-    return structlog.get_logger(name)
+    logger: Logger = structlog.get_logger(name)
+    return logger

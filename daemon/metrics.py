@@ -118,7 +118,7 @@ def visual_peaks(change: np.ndarray) -> np.ndarray:
     into = np.concatenate([[0.0], change])
     floor = max(VIDEO_PEAK_MIN, VIDEO_PEAK_SHARE * float(np.percentile(into, 95)))
     peaks, _ = find_peaks(into, height=VIDEO_PEAK_MIN, prominence=floor, distance=2)
-    return peaks
+    return np.asarray(peaks)
 
 
 def audio_peaks(onset: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -119,7 +119,7 @@ def plan_batches(settings: RenderSettings, device: torch.device, width: int, *,
 
 
 def render_frames(style: Style, timeline: FeatureTimeline, settings: RenderSettings, *,
-                  device: torch.device, start: int = 0, stop: int | None = None) -> Iterator[torch.Tensor]:
+                  device: torch.device, start: int = 0, stop: int | None = None) -> Generator[torch.Tensor, None, None]:
     """Yield uint8 frame batches [B, H, W, 3] on `device`, in order, for frames start..stop of the track."""
     settings.validate()
     check_features(style, timeline)
@@ -160,7 +160,7 @@ class FastCPPN:
         self.act0 = inplace_activation(names[0], device=device, dtype=dtype)
         onednn = device.type == "cpu" and onednn_linear_works(dtype)
         self.hidden = [(OneDnnLayer if onednn else BufferLayer)(layer, name, dtype=dtype, device=device, tile=tile)
-                       for layer, name in zip(model.hidden, names[1:])]
+                       for layer, name in zip(model.hidden_layers, names[1:])]
         # bf16 logits would be off by up to ±1.3 levels after the sigmoid: on CPU the 3-wide last layer runs
         # in fp32 (from a tile-sized buffer; on CUDA an fp32 copy of a whole batch would cost gigabytes)
         self.last_fp32 = dtype == torch.bfloat16 and device.type == "cpu"
@@ -222,7 +222,7 @@ class OneDnnLayer:
         self.act = None if activation in self.FUSED else inplace_activation(activation, device=device, dtype=dtype)
 
     def __call__(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        y = torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.fused, [], "")
+        y: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.fused, [], "")
         if self.act is not None:
             self.act(y)
         return y
@@ -237,7 +237,8 @@ def onednn_linear_works(dtype: torch.dtype) -> bool:
         b = torch.linspace(0, 0.3, 4).to(dtype)
         y = torch.ops.mkldnn._linear_pointwise(x, torch.ops.mkldnn._reorder_linear_weight(w, 3), b, "tanh", [], "")
         expected = torch.tanh(torch.nn.functional.linear(x.float(), w.float(), b.float()))
-        return bool(torch.backends.mkldnn.is_available() and torch.allclose(y.float(), expected, atol=2e-2))
+        return bool(torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]  # (untyped in torch)
+                    and torch.allclose(y.float(), expected, atol=2e-2))
     except (AttributeError, RuntimeError):
         return False
 
@@ -337,7 +338,8 @@ class CpuFrames:
             pre = torch.empty(shape, dtype=torch.float32)
             a = pre if net.dtype == torch.float32 else torch.empty(shape, dtype=net.dtype)
             self.local.buffers = (a, torch.empty(shape, dtype=net.dtype), pre, pre if net.last_fp32 else None)
-        return self.local.buffers
+        buffers: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None] = self.local.buffers
+        return buffers
 
 
 class CudaFrames:

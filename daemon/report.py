@@ -14,7 +14,7 @@ import json
 import subprocess
 import types
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, TypeVar, Unpack, get_args, get_type_hints
@@ -42,7 +42,7 @@ def write_json_atomic(path: Path, data: Any) -> Path:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @lru_cache(maxsize=1)
@@ -54,7 +54,8 @@ def versions() -> dict[str, str]:
     import torch
 
     found = {"afx": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
-             "librosa": librosa.__version__, "numpy": numpy.__version__}
+             "librosa": librosa.__version__,  # type: ignore[attr-defined]  # (set at run time; not in its stubs)
+             "numpy": numpy.__version__}
     try:
         out = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True, timeout=10).stdout
         found["ffmpeg"] = out.split("\n", 1)[0].removeprefix("ffmpeg version ").split(" ")[0]
@@ -181,7 +182,7 @@ class FeaturesSection(ReportSection):
     def of(cls, timeline: FeatureTimeline) -> FeaturesSection:
         embeddings = timeline.normalisation.get("embeddings")
         return cls(sets=list(timeline.sets), columns=len(timeline.names),
-                   embeddings=dict(embeddings) if embeddings is not None else None,
+                   embeddings=dict(embeddings) if isinstance(embeddings, dict) else None,
                    normalisation=str(timeline.normalisation["method"]))
 
 
@@ -333,11 +334,11 @@ class FailedJob(ReportSection):
 class FailureSubject(TypedDict, total=False):
     """What a failure is about, beyond its stage (the keyword arguments of `FailureReport.of`)."""
 
-    track: str
-    style: str
-    spec: str
-    still_serving: list[str]
-    owner: str
+    track: str | None
+    style: str | None
+    spec: str | None
+    still_serving: list[str] | None
+    owner: str | None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -161,7 +161,7 @@ class StyleSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as plain data (style.json, the library, reports), with its style id."""
-        data = to_table(self)
+        data: dict[str, Any] = to_table(self)
         data["style_id"] = self.style_id
         return data
 

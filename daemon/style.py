@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from daemon.audio.features import DEFAULT_EMBEDDING_DIMS, NORMALISATION, columns_for
-from daemon.cppn import CPPN, CPPNConfig, EncoderConfig, InputEncoder
+from daemon.cppn import CPPN, InputEncoder
+from daemon.cppn_config import CPPNConfig, EncoderConfig
 from daemon.errors import StyleError
 from daemon.library import STYLE_FILE
 from daemon.spec import RenderSpec

@@ -346,7 +346,7 @@ def _optimise(spec: StyleSpec, guide: Guide, timelines: Sequence[FeatureTimeline
             raise TrainingError(f"loss became {float(loss)} at step {step}", key="training.learning_rate",
                                 hint="lower training.learning_rate")
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # (untyped in torch)
         optimiser.step()
         schedule.step()
         record = StepRecord(step=step + 1, loss=float(loss.detach()), similarity=sims, temporal=coherence,

@@ -80,7 +80,8 @@ def test_a_damaged_report_is_refused_naming_the_key(change, words: str) -> None:
 
 def test_a_render_today_writes_the_stored_reports_json(tmp_path: Path) -> None:
     """The same render as the stored example (the same synthesised track, random:5, 64x36 at 12 fps): the
-    same keys in the same order, and the same values except timings, dates, paths and versions (metrics within 5 %: bf16 CPUs round differently)."""
+    same keys in the same order, and the same values except timings, dates, paths and versions (metrics
+    within 5 %: bf16 CPUs round differently)."""
     from daemon.cli import main
     from tests.conftest import synth, write_wav
 

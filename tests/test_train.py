@@ -240,7 +240,8 @@ def test_sweep_trains_every_variant_and_writes_a_comparison(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AFX_CONFIG", raising=False)
     path = spec_file(tmp_path / "specs", "sw", iterations=4)
-    path.write_text(path.read_text() + '[sweep]\n"network.width" = [8, 16]\n"audio.features" = [["fft"], ["fft", "mfcc_chroma"]]\n')
+    path.write_text(path.read_text()
+                    + '[sweep]\n"network.width" = [8, 16]\n"audio.features" = [["fft"], ["fft", "mfcc_chroma"]]\n')
     assert main(["train", str(path), "--offline"]) == 0
     out = tmp_path / "library" / "_sweeps" / "sw"
     table = json.loads((out / "comparison.json").read_text())

@@ -45,7 +45,7 @@ from daemon.logs import get_logger
 
 log = get_logger("afx.embeddings")
 
-OPENL3_MODEL = {"content_type": "music", "input_repr": "mel256", "embedding_size": 512}
+OPENL3_MODEL: dict[str, Any] = {"content_type": "music", "input_repr": "mel256", "embedding_size": 512}
 PROJECTION_SEED = 0  # the random projection's seed, mixed with the set's name: the same everywhere
 MAX_FIT_FRAMES = 10_000  # embedding frames a PCA is fitted on (evenly subsampled beyond)
 STDERR_TAIL_CHARS = 2000
@@ -133,7 +133,8 @@ def missing_packages(name: str) -> list[str]:
 def setting(name: str) -> float:
     """A numeric `[embeddings]` setting as the environment carries it (config.Embeddings: default, bounds)."""
     spec = next(f for f in fields(Embeddings) if f.name == name)
-    variable, default, lo, hi = Embeddings.VARIABLES[name], float(spec.default), spec.metadata["lo"], spec.metadata["hi"]
+    default: float = getattr(Embeddings(), name)
+    variable, lo, hi = Embeddings.VARIABLES[name], spec.metadata["lo"], spec.metadata["hi"]
     raw = os.environ.get(variable, "").strip()
     if not raw:
         return default
@@ -182,7 +183,8 @@ class Reduction:
         if raw.ndim != 2 or raw.shape[1] != self.input_dims:
             raise FeatureError(f"embedding frames have shape {raw.shape}, the reduction expects "
                                f"[N, {self.input_dims}]", hint="retrain the style: its backend changed")
-        return ((raw - self.mean) * self.scale) @ self.components.T
+        reduced: np.ndarray = ((raw - self.mean) * self.scale) @ self.components.T
+        return reduced
 
     def digest(self) -> str:
         """Hash of the mapping itself (for cache keys): equal digests map every track alike."""
@@ -463,7 +465,8 @@ def _collect(b: Backend, job: Mapping[str, str], proc: subprocess.CompletedProce
 
 def _handle_hint(b: Backend) -> str:
     if b.kind == "hub":
-        return (f"set {b.name}_handle in afx.toml's [embeddings] table (or {Embeddings.VARIABLES[b.name + '_handle']}) to a tfhub.dev "
+        variable = Embeddings.VARIABLES[f"{b.name}_handle"]
+        return (f"set {b.name}_handle in afx.toml's [embeddings] table (or {variable}) to a tfhub.dev "
                 f"URL or a local SavedModel folder with {b.name}'s signature")
     return b.install_hint()
 

@@ -71,7 +71,8 @@ class Analysis:
     @functools.cached_property
     def power(self) -> np.ndarray:
         """|STFT|² [freq, spectral frames]."""
-        return np.abs(librosa.stft(self.y, n_fft=N_FFT, hop_length=HOP, center=True)) ** 2
+        power: np.ndarray = np.abs(librosa.stft(self.y, n_fft=N_FFT, hop_length=HOP, center=True)) ** 2
+        return power
 
     @functools.cached_property
     def freqs(self) -> np.ndarray:
@@ -84,20 +85,23 @@ class Analysis:
 
     @functools.cached_property
     def mel_db(self) -> np.ndarray:
-        return librosa.power_to_db(self.mel_power, ref=1.0, amin=AMIN, top_db=TOP_DB)
+        db: np.ndarray = librosa.power_to_db(self.mel_power, ref=1.0, amin=AMIN, top_db=TOP_DB)
+        return db
 
     @functools.cached_property
     def onset(self) -> np.ndarray:
         """Onset strength (spectral flux of the log-mel spectrogram) per spectral frame, zero where there is
         no signal (the log spectrum of near-silence is all noise) and weighted by the track-relative level."""
         flux = librosa.onset.onset_strength(S=self.mel_db, sr=self.sr, hop_length=HOP)
-        return flux * self.presence * self.level
+        onset: np.ndarray = flux * self.presence * self.level
+        return onset
 
     @functools.cached_property
     def rms_db(self) -> np.ndarray:
         """Frame RMS in dB re full scale, per spectral frame (absolute: a gain shifts it)."""
         rms = librosa.feature.rms(y=self.y, frame_length=N_FFT, hop_length=HOP, center=True)[0]
-        return 20.0 * np.log10(np.maximum(rms, 1e-10))[: self.power.shape[1]]
+        db: np.ndarray = 20.0 * np.log10(np.maximum(rms, 1e-10))[: self.power.shape[1]]
+        return db
 
     @functools.cached_property
     def presence(self) -> np.ndarray:
@@ -117,7 +121,8 @@ class Analysis:
         harmonic = median_filter(magnitude, HPSS_KERNEL[0], axis=1) ** 2
         percussive = median_filter(magnitude, HPSS_KERNEL[1], axis=0) ** 2
         total = harmonic + percussive
-        return np.divide(percussive, total, out=np.full_like(total, 0.5), where=total > 0)
+        share: np.ndarray = np.divide(percussive, total, out=np.full_like(total, 0.5), where=total > 0)
+        return share
 
     @functools.cached_property
     def harmonic_power(self) -> np.ndarray:
@@ -128,7 +133,8 @@ class Analysis:
         below = np.minimum(position.astype(int), N_MELS - 2)
         weight = (position - below)[:, None].astype(np.float32)
         share = 1.0 - self.percussive_mask
-        return self.power * (share[below] * (1.0 - weight) + share[below + 1] * weight)
+        power: np.ndarray = self.power * (share[below] * (1.0 - weight) + share[below + 1] * weight)
+        return power
 
     def to_frames(self, per_spectral_frame: np.ndarray) -> np.ndarray:
         """Resample rows of [spectral frames, F] (or [spectral frames]) onto the video frame times."""
@@ -146,7 +152,7 @@ def align_to_frames(values: np.ndarray, times: np.ndarray, *, n_frames: int, fps
         return np.zeros((n_frames, *values.shape[1:]))
     times = np.asarray(times, dtype=np.float64)
     if values.ndim == 1:
-        return np.interp(frame_times, times, values)
+        return np.asarray(np.interp(frame_times, times, values))
     return np.stack([np.interp(frame_times, times, column) for column in values.T], axis=1)
 
 
@@ -460,7 +466,7 @@ def _beat_envelope(a: Analysis) -> np.ndarray:
     since = a.frame_times - beats[np.clip(idx, 0, None)]
     env = np.exp(-np.maximum(since, 0.0) / BEAT_DECAY_S)
     env[idx < 0] = 0.0
-    return env
+    return np.asarray(env)
 
 
 def _mfcc_chroma(a: Analysis) -> np.ndarray:

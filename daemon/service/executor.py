@@ -410,7 +410,8 @@ class LocalExecutor:
             if message[0] == "progress":
                 running.done, running.total = message[1], message[2]
             elif message[0] == "outcome":
-                return message[1]
+                outcome: Outcome = message[1]
+                return outcome
 
     def _outcome(self, running: _Process, status: str, error: BaseException | None) -> Outcome:
         return Outcome(key=running.item.job.key, status=status, error=error, output=None,

@@ -137,13 +137,13 @@ class SpecCatalog:
                 {"style": default_name(path), "spec": str(path),
                  "still_serving": [s.style_id for s in self.by_file.get(str(path), [])]})
             self.parsed.pop(str(path), None)
-        for path in [p for p in self.by_file if p not in present]:
-            log.info("spec.removed", spec=path, styles=[s.name for s in self.by_file[path]])
-            del self.by_file[path]
-            self.ledger.remove_spec(path)
-        for path in [p for p in set(self.errors) | set(self.parsed) if p not in present]:
-            self.errors.pop(path, None)
-            self.parsed.pop(path, None)
+        for source in [p for p in self.by_file if p not in present]:
+            log.info("spec.removed", spec=source, styles=[s.name for s in self.by_file[source]])
+            del self.by_file[source]
+            self.ledger.remove_spec(source)
+        for source in [p for p in set(self.errors) | set(self.parsed) if p not in present]:
+            self.errors.pop(source, None)
+            self.parsed.pop(source, None)
         self._check_names(scan.root)
         self.problems.sync("spec", self.errors)
         return {s.style_id for s in self.styles()} != before

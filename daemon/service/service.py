@@ -207,10 +207,10 @@ class Service:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as e:
             os.close(fd)
             raise LedgerError("another afx service is running on this state folder", path=path,
-                              hint="stop it first (systemctl stop afx), or give this one another state folder")
+                              hint="stop it first (systemctl stop afx), or give this one another state folder") from e
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from daemon.logs import get_logger
@@ -228,7 +229,7 @@ class FolderWatcher:
         self._first_event: float | None = None
         self._last_event = 0.0
         self._last_scan: float | None = None
-        self._observer: Observer | PollingObserver | None = None
+        self._observer: BaseObserver | None = None
         self._scheduled: set[Path] = set()
 
     def start(self) -> None:
