@@ -14,6 +14,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from daemon.atomic import atomic_path, atomic_write_text
+from daemon.library import Library
 from daemon.report import write_json_atomic
 
 PAGE_CSS = """
@@ -65,7 +66,7 @@ def _card(meta: dict[str, Any], folder: Path, root: Path) -> str:
             f"{_metrics_line(training.get('metrics') or {})}</div></div>")
 
 
-def write_mood_board(library: Any) -> Path:
+def write_mood_board(library: Library) -> Path:
     """library/index.html: one card per style version, newest first within a name."""
     root = Path(library.root)
     root.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from daemon import __version__
@@ -21,8 +22,12 @@ from daemon.config import ServiceConfig, apply_environment, load_config
 from daemon.errors import AfxError
 from daemon.logs import configure_logging, get_logger
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the commands import what they need when they run (see docs/ARCHITECTURE.md, Imports)
+    from daemon.library import Library
     from daemon.pipeline import AudioContext
+    from daemon.render import RenderSettings
+    from daemon.spec import StyleSpec
+    from daemon.train import StepRecord
 
 log = get_logger("afx.cli")
 
@@ -94,7 +99,7 @@ def cmd_render(args: argparse.Namespace, config: ServiceConfig) -> int:
     return 0
 
 
-def _check_flags(settings: Any) -> None:
+def _check_flags(settings: RenderSettings) -> None:
     """RenderSettings' errors name spec keys ([render.width]); here the values came from --size and --fps."""
     from daemon.errors import RenderError
 
@@ -219,13 +224,13 @@ def cmd_train(args: argparse.Namespace, config: ServiceConfig) -> int:
     return 0
 
 
-def _train_one(spec: Any, config: ServiceConfig, *, library: Any, inbox: list[Path], device: str,
+def _train_one(spec: StyleSpec, config: ServiceConfig, *, library: Library, inbox: list[Path], device: str,
                allow_download: bool) -> None:
     from daemon.pipeline import train_style
 
     bar_update, bar_close = _progress(f"train {spec.name}", "step")
 
-    def on_step(record: Any, total: int) -> None:
+    def on_step(record: StepRecord, total: int) -> None:
         bar_update(record.step, total)
 
     try:
@@ -515,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def _terminated(_signum: int, _frame: Any) -> None:
+def _terminated(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 

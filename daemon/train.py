@@ -36,12 +36,12 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.lr_scheduler import LRScheduler
 
 from daemon.audio.features import (DEFAULT_EMBEDDING_DIMS, MOTION_IDLE, PULSE_RELEASE_S, FeatureTimeline, columns_for,
                                    raw_column_mask)
@@ -89,7 +89,6 @@ class TrainingResult:
     seconds: float
     resumed_from: int
     audio_source: str  # "reference tracks (N)" or "synthetic prior"
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def final_similarity(self) -> dict[str, float]:
         """Mean over the last 10 % of steps (at least one) of each prompt's similarity."""
@@ -363,7 +362,7 @@ def _optimise(spec: StyleSpec, guide: Guide, timelines: Sequence[FeatureTimeline
 
 
 def _save_checkpoint(folder: Path | None, spec: StyleSpec, model: CPPN, optimiser: torch.optim.Optimizer,
-                     schedule: Any, generator: torch.Generator, history: list[StepRecord], step: int,
+                     schedule: LRScheduler, generator: torch.Generator, history: list[StepRecord], step: int,
                      seconds: float) -> None:
     if folder is None:
         return
@@ -379,7 +378,7 @@ def _save_checkpoint(folder: Path | None, spec: StyleSpec, model: CPPN, optimise
     os.replace(tmp, folder / CHECKPOINT_FILE)
 
 
-def _resume(folder: Path | None, spec: StyleSpec, model: CPPN, optimiser: torch.optim.Optimizer, schedule: Any,
+def _resume(folder: Path | None, spec: StyleSpec, model: CPPN, optimiser: torch.optim.Optimizer, schedule: LRScheduler,
             generator: torch.Generator, history: list[StepRecord]) -> tuple[int, float]:
     """Load the checkpoint in `folder` if it belongs to this style; returns (start step, seconds so far)."""
     path = folder / CHECKPOINT_FILE if folder else None

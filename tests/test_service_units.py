@@ -22,6 +22,7 @@ from daemon.naming import store_video
 from daemon.report import Report
 from daemon.service.planner import Plan, Planner, ProblemBook, Publication, SpecCatalog
 from daemon.service.watch import SettleTracker
+from daemon.train import StepRecord
 from daemon.tracks import glob_matches, is_ignored
 
 REPORT_EXAMPLE = Path(__file__).parent / "data" / "reports" / "render.json"
@@ -392,10 +393,9 @@ def test_job_control_reads_progress_and_stops_renders() -> None:
     control = JobControl()
     control.progress(3, 10)
     assert (control.done, control.total) == (3, 10)
-    control.on_step(type("Record", (), {"step": 7})(), 30)  # train_style's (record, total)
+    record = StepRecord(step=7, loss=0.0, similarity={}, temporal=0.0, lr=0.0, seconds=1.0)
+    control.on_step(record, 30)  # train_style's OnStep: (record, total)
     assert (control.done, control.total) == (7, 30)
-    control.on_step(step=8, total=30)
-    assert control.done == 8
     control.stop()
     assert control.should_stop()
     with pytest.raises(JobStopped):

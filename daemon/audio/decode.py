@@ -35,7 +35,6 @@ class Track:
     sha256: str
     duration_s: float
     sample_rate: int  # the analysis rate the samples were decoded at
-    peak: float  # largest absolute sample before any rescaling (decoded Vorbis can exceed 1.0)
 
     def to_dict(self) -> dict[str, object]:
         return {"path": str(self.path), "sha256": self.sha256, "duration_s": round(self.duration_s, 6),
@@ -126,7 +125,7 @@ def decode_audio(path: str | Path, *, sample_rate: int = ANALYSIS_RATE,
     duration = samples.size / sample_rate
     _check_duration(path, duration, limits)
     _check_complete(path, duration, stated)
-    return Track(path=path, sha256=sha, duration_s=duration, sample_rate=sample_rate, peak=peak), samples
+    return Track(path=path, sha256=sha, duration_s=duration, sample_rate=sample_rate), samples
 
 
 def _check_file(path: Path, limits: Limits) -> None:

@@ -30,18 +30,22 @@ import tempfile
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from daemon.audio.features import (DEFAULT_EMBEDDING_DIMS, Analysis, FeatureSet, align_to_frames, feature_set,
                                    register, register_default_embeddings)
+from daemon.audio.cache import FeatureCache
 from daemon.config import Embeddings
 from daemon.errors import EmbeddingUnavailable, FeatureError
 from daemon.logs import get_logger
+
+if TYPE_CHECKING:
+    from daemon.style import Style  # torch: never imported here
 
 log = get_logger("afx.embeddings")
 
@@ -68,7 +72,6 @@ class Backend:
     hop_s: float  # seconds between output frames
     window_s: float  # seconds of audio each frame sees; a frame's time is its window's centre
     handle: str | None = None  # hub: URL or local SavedModel folder
-    description: str = ""
     version: int = 1  # bump when the raw output changes: invalidates the raw cache
 
     @property
@@ -89,26 +92,26 @@ class Backend:
         return out
 
 
+_BACKENDS: dict[str, Callable[[], Backend]] = {}  # embedding set → how to build its Backend now
+
+
+def register_backend(name: str, make: Callable[[], Backend], *, version: int) -> None:
+    """An embedding set, like `features.register` for a computed one: `make()` builds its Backend with the
+    settings the environment gives at that moment (handles, hop); `version` is its feature set's (a change
+    invalidates cached timelines and changes the ids of styles that use it). The child process
+    (`daemon.audio.tf_worker`) runs the Backend's `kind`."""
+    _BACKENDS[name] = make
+    register(FeatureSet(name=name, columns=(), extract=functools.partial(_extract, name), embedding=True,
+                        version=version))
+
+
 def backend(name: str) -> Backend:
     """The backend of an embedding set, with the handles and hop the environment gives now."""
-    if name == "openl3":
-        hop = setting("openl3_hop_s")
-        return Backend(name="openl3", kind="openl3", packages=("openl3",), extra="openl3", sample_rate=48000,
-                       blocks=(("embedding", OPENL3_MODEL["embedding_size"]),), hop_s=hop, window_s=1.0,
-                       description=_DESCRIPTIONS["openl3"])
-    if name == "yamnet":
-        return Backend(name="yamnet", kind="hub", packages=("tensorflow", "tensorflow_hub"), extra="tfhub",
-                       sample_rate=16000, blocks=(("scores", 521), ("embedding", 1024)), hop_s=0.48,
-                       window_s=0.96, handle=hub_handle("yamnet"), description=_DESCRIPTIONS["yamnet"])
-    if name == "vggish":
-        return Backend(name="vggish", kind="hub", packages=("tensorflow", "tensorflow_hub"), extra="tfhub",
-                       sample_rate=16000, blocks=(("embedding", 128),), hop_s=0.96, window_s=0.96,
-                       handle=hub_handle("vggish"), description=_DESCRIPTIONS["vggish"])
-    raise FeatureError(f"'{name}' is not an embedding set", key="audio.features",
-                       hint=f"embedding sets: {', '.join(EMBEDDING_SETS)}")
-
-
-EMBEDDING_SETS = ("openl3", "yamnet", "vggish")
+    make = _BACKENDS.get(name)
+    if make is None:
+        raise FeatureError(f"'{name}' is not an embedding set", key="audio.features",
+                           hint=f"embedding sets: {', '.join(_BACKENDS)}")
+    return make()
 
 
 def hub_handle(name: str) -> str:
@@ -336,7 +339,7 @@ def raw_key(sha256: str, settings: Mapping[str, Any]) -> str:
 
 
 def raw_embeddings(name: str, tracks: Sequence[TrackAudio], *,
-                   cache: Any = None) -> list[RawEmbedding | FeatureError]:
+                   cache: FeatureCache | None = None) -> list[RawEmbedding | FeatureError]:
     """Each track's raw embedding (memory, then disk cache, then one child process for all misses).
 
     A track that failed gives its FeatureError in its place, so a caller can skip it or raise it.
@@ -355,7 +358,7 @@ def raw_embeddings(name: str, tracks: Sequence[TrackAudio], *,
     return [r for r in results if r is not None]
 
 
-def raw_embedding(name: str, track: TrackAudio, *, cache: Any = None) -> RawEmbedding:
+def raw_embedding(name: str, track: TrackAudio, *, cache: FeatureCache | None = None) -> RawEmbedding:
     """One track's raw embedding; raises its FeatureError."""
     result = raw_embeddings(name, [track], cache=cache)[0]
     if isinstance(result, FeatureError):
@@ -363,7 +366,7 @@ def raw_embedding(name: str, track: TrackAudio, *, cache: Any = None) -> RawEmbe
     return result
 
 
-def _lookup(key: str, cache: Any) -> RawEmbedding | None:
+def _lookup(key: str, cache: FeatureCache | None) -> RawEmbedding | None:
     with _memo_lock:
         if key in _memo:
             _memo.move_to_end(key)
@@ -376,7 +379,7 @@ def _lookup(key: str, cache: Any) -> RawEmbedding | None:
     return hit
 
 
-def _remember(key: str, raw: RawEmbedding, cache: Any) -> None:
+def _remember(key: str, raw: RawEmbedding, cache: FeatureCache | None) -> None:
     with _memo_lock:
         _memo[key] = raw
         while len(_memo) > _MEMO_ENTRIES:
@@ -501,7 +504,7 @@ class TrackEmbeddings:
 
     plan: EmbeddingPlan = EmbeddingPlan()  # dims and reductions
     sha256: str | None = None  # the track's content hash (None: hashed from the samples)
-    cache: Any = None  # a FeatureCache for raw embeddings, or None
+    cache: FeatureCache | None = None  # where raw embeddings are cached (None: nowhere)
     label: str = ""  # the track's file name, for errors
 
     @property
@@ -528,7 +531,7 @@ class TrackEmbeddings:
         return align_to_frames(reduced, raw.times, n_frames=analysis.n_frames, fps=analysis.fps)
 
 
-def plan_for_style(style: Any) -> EmbeddingPlan:
+def plan_for_style(style: Style) -> EmbeddingPlan:
     """The plan a style was trained with: its column count and its stored reductions."""
     features = style.features
     dims = DEFAULT_EMBEDDING_DIMS
@@ -538,8 +541,8 @@ def plan_for_style(style: Any) -> EmbeddingPlan:
     return EmbeddingPlan(dims=dims, reductions=dict(features.reduction or {}))
 
 
-def fit_reductions(sets: Sequence[str], tracks: Sequence[TrackAudio], *, dims: int, cache: Any = None,
-                   on_skip: Any = None) -> dict[str, Reduction]:
+def fit_reductions(sets: Sequence[str], tracks: Sequence[TrackAudio], *, dims: int, cache: FeatureCache | None = None,
+                   on_skip: Callable[[TrackAudio, FeatureError], None] | None = None) -> dict[str, Reduction]:
     """A style's reductions: PCA per embedding set over `tracks`, the seeded projection when there are none.
 
     A track whose embedding fails is skipped (`on_skip(track, error)`); when every track fails, the first
@@ -569,14 +572,22 @@ def _extract(name: str, analysis: Analysis) -> np.ndarray:
 register_default_embeddings(TrackEmbeddings)
 
 
-_DESCRIPTIONS = {
-    "openl3": "OpenL3 (music, mel256) 512-D embedding",
-    "yamnet": "YAMNet 521 AudioSet class scores + 1024-D embedding",
-    "vggish": "VGGish 128-D embedding",
-}
-for _name in EMBEDDING_SETS:
-    # version 2: the pulse and drift channels every timeline carries come from the mel HPSS (fft 3); cached
-    # version-1 timelines hold the old channels (or none, from before issue 10)
-    register(FeatureSet(name=_name, columns=(), extract=functools.partial(_extract, _name), embedding=True,
-                        version=2,
-                        description=f"{_DESCRIPTIONS[_name]}, reduced to a few columns (docs/EMBEDDINGS.md)"))
+# The embedding sets. Version 2 of each: the pulse and drift channels every timeline carries come from the
+# mel HPSS (fft 3); cached version-1 timelines hold the old channels (or none, from before issue 10).
+HUB_PACKAGES = ("tensorflow", "tensorflow_hub")
+
+# OpenL3 (music, mel256) 512-D embedding, every `[embeddings] openl3_hop_s`
+register_backend("openl3", lambda: Backend(
+    name="openl3", kind="openl3", packages=("openl3",), extra="openl3", sample_rate=48000,
+    blocks=(("embedding", int(OPENL3_MODEL["embedding_size"])),), hop_s=setting("openl3_hop_s"), window_s=1.0),
+    version=2)
+# YAMNet: 521 AudioSet class scores + its 1024-D embedding
+register_backend("yamnet", lambda: Backend(
+    name="yamnet", kind="hub", packages=HUB_PACKAGES, extra="tfhub", sample_rate=16000,
+    blocks=(("scores", 521), ("embedding", 1024)), hop_s=0.48, window_s=0.96, handle=hub_handle("yamnet")),
+    version=2)
+# VGGish 128-D embedding
+register_backend("vggish", lambda: Backend(
+    name="vggish", kind="hub", packages=HUB_PACKAGES, extra="tfhub", sample_rate=16000,
+    blocks=(("embedding", 128),), hop_s=0.96, window_s=0.96, handle=hub_handle("vggish")),
+    version=2)

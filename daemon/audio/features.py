@@ -179,7 +179,6 @@ class FeatureSet:
     raw_columns: frozenset[str] = field(default_factory=frozenset)  # already bounded: not normalised
     kinds: dict[str, str] = field(default_factory=dict)  # column → energy | onset | shape; others "z"
     # (median/MAD z-score and tanh, no gate: the learned embeddings)
-    description: str = ""
     embedding: bool = False  # a learned embedding: `columns` is empty, the style's reduction sets the column count
 
 
@@ -486,7 +485,6 @@ register(FeatureSet(
     raw_columns=frozenset({"time", "beat"}),
     kinds={"bass": "energy", "mid": "energy", "treble": "energy", "rms": "energy", "centroid": "shape",
            "rolloff": "shape", "flux": "onset"},
-    description="band levels and RMS (dB → level 0..1), spectral centroid/rolloff, gated flux, time 0→1, beat",
 ))
 register(FeatureSet(
     name="mfcc_chroma",
@@ -496,5 +494,4 @@ register(FeatureSet(
     version=3,  # 2: gated z-scores (zero without signal) and shape smoothing; 3: mel-HPSS channels, as fft 3
     kinds={c: "shape" for c in tuple(f"mfcc{i}" for i in range(13)) + tuple(
         f"chroma_{n}" for n in ("C", "Cs", "D", "Ds", "E", "F", "Fs", "G", "Gs", "A", "As", "B"))},
-    description="13 MFCCs of the log-mel spectrogram and 12 chroma bins",
 ))

@@ -24,8 +24,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from daemon.atomic import HOST
 from daemon.config import ServiceConfig
@@ -35,6 +36,9 @@ from daemon.logs import get_logger
 from daemon.naming import store_video
 from daemon.report import RenderJob
 from daemon.service.ledger import Job
+
+if TYPE_CHECKING:
+    from daemon.train import StepRecord  # torch: the service loop never imports it
 
 log = get_logger("afx.executor")
 
@@ -93,25 +97,10 @@ class JobControl:
         self.report(self.done, self.total)
         self.check()
 
-    def on_step(self, *args: Any, **kwargs: Any) -> None:
-        """train_style's on_step: accepts (step, total, ...), keywords, or an object with step/total."""
-        step = kwargs.get("step", args[0] if args else None)
-        total = kwargs.get("total", kwargs.get("iterations", args[1] if len(args) > 1 else None))
-        if step is not None and not isinstance(step, (int, float)):
-            info = step
-            step = _field(info, "step")
-            total = total if isinstance(total, (int, float)) else _field(info, "total", _field(info, "iterations"))
-        if isinstance(step, (int, float)):
-            self.done = int(step)
-        if isinstance(total, (int, float)):
-            self.total = int(total)
+    def on_step(self, record: StepRecord, total: int) -> None:
+        """train_style's on_step (a `daemon.train.OnStep`): the step just taken, of `total`."""
+        self.done, self.total = int(record.step), int(total)
         self.report(self.done, self.total)
-
-
-def _field(info: Any, name: str, default: Any = None) -> Any:
-    if isinstance(info, dict):
-        return info.get(name, default)
-    return getattr(info, name, default)
 
 
 # ── the work of each kind ────────────────────────────────────────────────────────────────────────────────
@@ -333,7 +322,7 @@ def _portable(outcome: Outcome) -> Outcome:
 class _Process:
     item: WorkItem
     slot: Slot
-    process: Any  # multiprocessing's Process
+    process: BaseProcess
     conn: Connection
     started: float = field(default_factory=time.monotonic)
     done: int | None = None

@@ -16,9 +16,11 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, TypeVar
 
 from daemon.atomic import HOST, SCRATCH_MARK, atomic_link, scratch_is_ours, scratch_owner
 from daemon.audio.decode import file_sha256
@@ -38,6 +40,7 @@ from daemon.service.upgrade import upgrade_state
 from daemon.service.watch import FolderWatcher, ScanResult, SettleTracker
 
 log = get_logger("afx.service")
+T = TypeVar("T")
 
 LOCK_FILE = "service.lock"
 PROGRESS_S = 1.0  # how often running jobs' progress is written (and leases renewed)
@@ -216,12 +219,12 @@ class Service:
         self._lock_fd = fd
 
     def _install_signals(self) -> None:
-        def stop(signum: int, _frame: Any) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
             if self.flags.stop is not None:
                 self.flags.force = True
             self.flags.stop = signal.Signals(signum).name
 
-        def reload(_signum: int, _frame: Any) -> None:
+        def reload(_signum: int, _frame: FrameType | None) -> None:
             self.flags.reload = True
 
         signal.signal(signal.SIGTERM, stop)
@@ -289,7 +292,7 @@ class Service:
             pause = 1.0 if any(self.failures.values()) else min(1.0, max(0.02, wake_at - time.monotonic()))
             self.waker.wait(pause)
 
-    def _guarded(self, what: str, fn: Any, *args: Any) -> Any:
+    def _guarded(self, what: str, fn: Callable[..., T], *args: Any) -> T | None:
         """One failing duty (a full disk, a locked ledger) is logged and retried next pass, not fatal —
         unless it keeps failing: then the service exits non-zero and systemd restarts it."""
         try:
