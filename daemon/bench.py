@@ -41,8 +41,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from daemon.audio.features import FeatureTimeline, available_sets
+from scipy.io import wavfile
+
+from daemon.audio.features import FeatureTimeline, available_sets, extract_features
 from daemon.cppn_config import CPPNConfig
+from daemon.encode import VideoWriter
 from daemon.errors import AfxError, RenderError
 from daemon.render import (
     DTYPES, RenderSettings, plan_batches, render_frames, resolve_device, resolve_precision,
@@ -411,7 +414,6 @@ def child_train(params: dict[str, Any]) -> Row:
 # ── features and encoder ─────────────────────────────────────────────────────────────────────────────────
 
 def feature_rows(plan: BenchPlan) -> Iterator[Row]:
-    from daemon.audio.features import extract_features
 
     y = synth_track(plan.feature_seconds)
     for name in plan.feature_sets or tuple(available_sets()):
@@ -437,7 +439,6 @@ def encoder_rows(plan: BenchPlan) -> Iterator[Row]:
 
 
 def encoder_row(plan: BenchPlan) -> Row:
-    from daemon.encode import VideoWriter
 
     width, height = plan.encoder_size
     frames = synthetic_frames(width, height, plan.encoder_frames)
@@ -565,7 +566,6 @@ def synth_track(seconds: float, *, sr: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def write_wav(path: Path, samples: np.ndarray, *, sr: int = SAMPLE_RATE) -> Path:
-    from scipy.io import wavfile
 
     wavfile.write(path, sr, samples)
     return path

@@ -18,15 +18,18 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from daemon import __version__
-from daemon.config import ServiceConfig, apply_environment, load_config
-from daemon.errors import AfxError
+from daemon.config import ServiceConfig, apply_environment, config_path, load_config
+from daemon.errors import AfxError, RenderError
+from daemon.library import Library, resolve_style
 from daemon.logs import configure_logging, get_logger
+from daemon.naming import settings_tag, track_video
+from daemon.service.status import retry_jobs, status_snapshot
+from daemon.spec import StyleSpec, load_spec, load_specs
+from daemon.tracks import inbox_references
 
-if TYPE_CHECKING:  # the commands import what they need when they run (see docs/ARCHITECTURE.md, Imports)
-    from daemon.library import Library
+if TYPE_CHECKING:  # torch and the like: each command imports them when it runs (docs/ARCHITECTURE.md, Imports)
     from daemon.pipeline import AudioContext
     from daemon.render import RenderSettings
-    from daemon.spec import StyleSpec
     from daemon.train import StepRecord
 
 log = get_logger("afx.cli")
@@ -70,8 +73,6 @@ def audio_context(config: ServiceConfig) -> AudioContext:
 # ── commands ─────────────────────────────────────────────────────────────────────────────────────────────
 
 def cmd_render(args: argparse.Namespace, config: ServiceConfig) -> int:
-    from daemon.library import Library, resolve_style
-    from daemon.naming import settings_tag, track_video
     from daemon.pipeline import render_track
     from daemon.render import RenderSettings
 
@@ -101,8 +102,6 @@ def cmd_render(args: argparse.Namespace, config: ServiceConfig) -> int:
 
 def _check_flags(settings: RenderSettings) -> None:
     """RenderSettings' errors name spec keys ([render.width]); here the values came from --size and --fps."""
-    from daemon.errors import RenderError
-
     try:
         settings.validate()
     except RenderError as e:
@@ -111,7 +110,6 @@ def _check_flags(settings: RenderSettings) -> None:
 
 
 def cmd_export(args: argparse.Namespace, config: ServiceConfig) -> int:
-    from daemon.library import Library, resolve_style
 
     if not args.glsl and not args.player:
         raise AfxError("say what to export", hint="afx export STYLE --glsl OUT.glsl, or --player TRACK OUT.html")
@@ -168,8 +166,6 @@ def cmd_features(args: argparse.Namespace, config: ServiceConfig) -> int:
 
 def cmd_spec_check(args: argparse.Namespace, config: ServiceConfig) -> int:
     """Validate spec files (default: every specs/*.toml) without training; one line per file."""
-    from daemon.spec import load_spec, load_specs
-
     files = [Path(f) for f in args.files] or _relative(sorted(config.path("specs").glob("*.toml")))
     if not files:
         print(f"no specs in {config.path('specs')}")
@@ -198,10 +194,6 @@ def _relative(paths: list[Path]) -> list[Path]:
 
 
 def cmd_train(args: argparse.Namespace, config: ServiceConfig) -> int:
-    from daemon.library import Library
-    from daemon.tracks import inbox_references
-    from daemon.spec import load_specs
-
     library = Library(config.path("library"))
     library.upgrade_ids()  # versions trained before style ids hashed only non-default fields
     paths = [Path(p) for p in args.specs] or sorted(config.path("specs").glob("*.toml"))
@@ -271,7 +263,6 @@ def _sweep_report(path: Path, variants: list[Any], library: Any, config: Service
 
 
 def cmd_library(args: argparse.Namespace, config: ServiceConfig) -> int:
-    from daemon.library import Library
 
     entries = Library(config.path("library")).entries()
     if args.json:
@@ -304,7 +295,6 @@ def cmd_models_fetch(args: argparse.Namespace, config: ServiceConfig) -> int:
 
 
 def cmd_run(args: argparse.Namespace, config: ServiceConfig) -> int:
-    from daemon.config import config_path
     from daemon.service.service import Service
 
     configure_logging(json_lines=config.log_json, level="debug" if args.verbose else "info")
@@ -313,8 +303,6 @@ def cmd_run(args: argparse.Namespace, config: ServiceConfig) -> int:
 
 
 def cmd_status(args: argparse.Namespace, config: ServiceConfig) -> int:
-    from daemon.service.status import status_snapshot
-
     snap = status_snapshot(config)
     if args.json:
         print(json.dumps(snap, indent=2, ensure_ascii=False))
@@ -341,8 +329,6 @@ def cmd_status(args: argparse.Namespace, config: ServiceConfig) -> int:
 
 
 def cmd_retry(args: argparse.Namespace, config: ServiceConfig) -> int:
-    from daemon.service.status import retry_jobs
-
     if not args.all and not args.target:
         raise AfxError("say what to retry", hint="afx retry --all, afx retry TRACK, or afx retry STYLE")
     jobs = retry_jobs(config, target=None if args.all else args.target, include_done=args.done)
@@ -372,7 +358,6 @@ def cmd_bench(args: argparse.Namespace, config: ServiceConfig) -> int:
 def cmd_evaluate(args: argparse.Namespace, config: ServiceConfig) -> int:
     """Render styles on corpus tracks, score them against docs/ART.md's targets, write the table and sheets."""
     from daemon.evaluate import evaluate, load_excerpts, write_results
-    from daemon.library import Library, resolve_style
 
     library = Library(config.path("library"))
     refs = args.style or [f"random:{seed}" for seed in range(1, 6)]

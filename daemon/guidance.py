@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 import torch.nn.functional as F
 
 from daemon.errors import GuidanceError
@@ -183,8 +184,6 @@ def _load_local_checkpoint(model: torch.nn.Module, path: Path, *, clip_model: st
     state: dict[str, Any]
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from daemon.atomic import atomic_write_text
 from daemon.errors import StyleError
+from daemon.naming import MAX_STYLE_BYTES, component
+from daemon.spec import upgraded_id
 
 if TYPE_CHECKING:
     from daemon.style import Style
@@ -50,7 +53,6 @@ class Library:
     def folder_for(self, name: str, style_id: str) -> Path:
         """library/<name>/<id>/, the name kept readable by daemon.naming's rule (Unicode too: safe_name
         folded every non-ASCII name into `unnamed/`); a version saved under the old folder is found there."""
-        from daemon.naming import MAX_STYLE_BYTES, component
 
         folder = self.root / component(name, max_bytes=MAX_STYLE_BYTES) / style_id
         legacy = self.root / safe_name(name) / style_id
@@ -88,8 +90,6 @@ class Library:
     def upgrade_ids(self) -> dict[str, str]:
         """Move versions trained under style-id form 1 to their current id (same weights: only the way
         the id is computed changed); returns {old id: new id}. Safe to run again after a crash."""
-        from daemon.atomic import atomic_write_text
-        from daemon.spec import upgraded_id
 
         mapping: dict[str, str] = {}
         for entry in self.entries():

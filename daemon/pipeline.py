@@ -21,20 +21,24 @@ import torch
 from daemon.atomic import atomic_path
 from daemon.audio.cache import FeatureCache, cache_key
 from daemon.audio.decode import ANALYSIS_RATE, Track, decode_audio
-from daemon.audio.embeddings import EmbeddingPlan, Reduction, TrackEmbeddings, embedding_sets, plan_for_style
+from daemon.audio.embeddings import (EmbeddingPlan, Reduction, TrackAudio, TrackEmbeddings, embedding_sets,
+                                     fit_reductions, plan_for_style)
 from daemon.audio.features import FeatureTimeline, extract_features
 from daemon.config import Limits, ServiceConfig
 from daemon.encode import EncodeSettings, VideoWriter, verify_video
 from daemon.errors import AfxError, RenderError, TrackRemoved, storage_errors
 from daemon.metrics import TemporalMetrics
+from daemon.board import write_mood_board
+from daemon.export.player import check_player_path, write_player
+from daemon.guidance import load_guide
 from daemon.library import Library
-from daemon.logs import Logger
+from daemon.logs import Logger, get_logger
 from daemon.render import RenderSettings, device_name, render_frames, resolve_device
 from daemon.report import Metrics, RenderJob, Report, TimingSection, now_iso
 from daemon.spec import StyleSpec
-from daemon.style import Style
+from daemon.style import FeatureDescription, Style
 from daemon.tracks import missing_references, reference_paths
-from daemon.train import OnStep, StepLogger
+from daemon.train import OnStep, StepLogger, clear_checkpoint, optimise, prior_walk
 
 Progress = Callable[[int, int], None]
 
@@ -196,8 +200,6 @@ def export_player(audio_path: Path, style: Style, *, out_path: Path, fps: int = 
     The features are the renderer's own (`track_features`, the style's sets and reductions, at `fps`), so
     the player shows at i / fps what `render_track` writes as frame i.
     """
-    from daemon.export.player import check_player_path, write_player
-
     out_path = Path(out_path)
     check_player_path(out_path, fps=fps)  # before the features, which take a while
     check_writable(out_path.parent)
@@ -219,12 +221,7 @@ def train_style(spec: StyleSpec, *, library: Library, ctx: AudioContext = AudioC
     Resumes from `checkpoint_dir`; raises daemon.train.TrainingInterrupted after checkpointing when
     `should_stop()` turns true.
     """
-    from daemon.artifacts import write_training_artifacts
-    from daemon.board import write_mood_board
-    from daemon.guidance import load_guide
-    from daemon.logs import get_logger
-    from daemon.style import FeatureDescription
-    from daemon.train import clear_checkpoint, optimise, prior_walk
+    from daemon.artifacts import write_training_artifacts  # matplotlib: only a training draws curves
 
     log = get_logger("afx.train").bind(style=spec.name, style_id=spec.style_id)
     torch_device = resolve_device(device)
@@ -274,9 +271,6 @@ def style_reductions(spec: StyleSpec, paths: Sequence[Path], *, ctx: AudioContex
 
     Deterministic for the same tracks, so a sweep's comparison (comparison_timeline) sees the same mapping.
     """
-    from daemon.audio.embeddings import TrackAudio, fit_reductions
-    from daemon.errors import AfxError
-
     if not embedding_sets(spec.audio.features):
         return {}
     tracks = []
@@ -305,8 +299,6 @@ def reference_timelines(paths: Sequence[Path], spec: Any, *, ctx: AudioContext, 
 def reference_features(paths: Sequence[Path], spec: StyleSpec, *, ctx: AudioContext, log: Logger,
                        reductions: dict[str, Reduction] | None = None) -> list[tuple[Track, FeatureTimeline]]:
     """Each readable reference track with its feature timeline (what a style records it was trained on)."""
-    from daemon.errors import AfxError
-
     plan = EmbeddingPlan(dims=spec.audio.embedding_dims, reductions=reductions or {})
     found = []
     for path in paths:

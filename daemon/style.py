@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.numpy import load_file as load_arrays
+from safetensors.numpy import save_file as save_arrays
 from safetensors.torch import load_file, save_file
 
+from daemon.audio.embeddings import REDUCTION_FILE, reduction_files, reductions_from_files
 from daemon.audio.features import DEFAULT_EMBEDDING_DIMS, NORMALISATION, columns_for
 from daemon.cppn import CPPN, InputEncoder
 from daemon.cppn_config import CPPNConfig, EncoderConfig
@@ -89,9 +92,6 @@ class Style:
         """Write style.json and the weights into an existing folder (no atomicity)."""
         features = asdict(replace(self.features, reduction=None))
         if self.features.reduction:
-            from daemon.audio.embeddings import REDUCTION_FILE, reduction_files
-            from safetensors.numpy import save_file as save_arrays
-
             features["reduction"], arrays = reduction_files(self.features.reduction)
             save_arrays(arrays, str(folder / REDUCTION_FILE), metadata={"style_id": self.style_id})
         meta = {
@@ -143,9 +143,6 @@ def _load_reduction(folder: Path, meta: dict[str, Any] | None) -> dict[str, Any]
     """The embedding reductions described in style.json, with their arrays from reduction.safetensors."""
     if not meta:
         return None
-    from daemon.audio.embeddings import REDUCTION_FILE, reductions_from_files
-    from safetensors.numpy import load_file as load_arrays
-
     path = folder / REDUCTION_FILE
     if not path.is_file():
         raise StyleError(f"{REDUCTION_FILE} is missing (style.json names embedding reductions)", path=folder,

@@ -12,14 +12,27 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("module", ["daemon.spec", "daemon.service.planner", "daemon.service.status"])
-def test_importing_loads_no_torch(module: str) -> None:
+@pytest.mark.parametrize("module, heavy", [
+    ("daemon.spec", ("torch", "open_clip", "tensorflow")),
+    ("daemon.service.planner", ("torch", "open_clip", "tensorflow")),
+    ("daemon.cli", ("torch", "open_clip", "tensorflow")),  # `afx status`, `afx spec check` start fast
+    ("daemon.service.status", ("torch", "open_clip", "tensorflow", "librosa")),
+])
+def test_importing_loads_no_torch(module: str, heavy: tuple[str, ...]) -> None:
     code = (f"import sys, {module}\n"
-            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'open_clip', 'tensorflow'))\n"
+            f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})\n"
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "", f"importing {module} loads {out.stdout.strip()}"
+
+
+def test_a_fresh_process_finds_the_embedding_sets() -> None:
+    """features.py names its providers instead of importing them: the first lookup loads them."""
+    code = "from daemon.audio.features import feature_set; print(feature_set('vggish').embedding)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "True"
 
 
 def test_the_cppn_settings_are_the_same_classes_from_either_module() -> None:

@@ -66,6 +66,10 @@ def test_features_does_not_import_embeddings() -> None:
     assert not any("embeddings" in (name or "") for name in imported)
     assert not [a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "daemon.audio"
                 for a in node.names]
+    # the registry still knows the embedding sets (it loads its providers on the first lookup)
+    from daemon.audio.features import available_sets, feature_set
+
+    assert feature_set("yamnet").embedding and {"openl3", "vggish", "yamnet"} <= set(available_sets())
 
 
 def test_the_audio_context_takes_the_configs_limits(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import librosa
 import numpy as np
 
 from daemon.audio.features import (DEFAULT_EMBEDDING_DIMS, Analysis, FeatureSet, align_to_frames, feature_set,
@@ -396,8 +397,6 @@ def forget_memo() -> None:
 
 def run_backend(b: Backend, tracks: Sequence[TrackAudio]) -> list[RawEmbedding | FeatureError]:
     """Run the backend on `tracks` in one child process (one model load); one result per track."""
-    import librosa
-
     with tempfile.TemporaryDirectory(prefix="afx-embed-") as tmp:
         folder = Path(tmp)
         jobs = []

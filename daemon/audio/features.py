@@ -16,6 +16,7 @@ This module must not know about styles, CPPNs or the service.
 from __future__ import annotations
 
 import functools
+import importlib
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -229,14 +230,26 @@ def register_default_embeddings(factory: Callable[[], EmbeddingSource]) -> None:
 
 
 def _default_embeddings() -> EmbeddingSource:
+    _with_providers()
     if not _DEFAULT_EMBEDDINGS:
-        raise FeatureError("no embedding backend is registered", hint="import daemon.audio (it registers them)")
+        raise FeatureError("no embedding backend is registered", hint=f"one of {PROVIDERS} registers it")
     return _DEFAULT_EMBEDDINGS[0]()
+
+
+#: modules that register more sets (the learned embeddings), imported on the registry's first lookup: they
+#: build on this module, so it names them instead of importing them (no import cycle), as plugins
+PROVIDERS = ("daemon.audio.embeddings",)
+
+
+def _with_providers() -> dict[str, FeatureSet]:
+    for module in PROVIDERS:
+        importlib.import_module(module)  # registers its sets on first import; a dict lookup afterwards
+    return _REGISTRY
 
 
 def feature_set(name: str) -> FeatureSet:
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[name] if name in _REGISTRY else _with_providers()[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
         raise FeatureError(f"unknown feature set '{name}'", key="audio.features",
@@ -244,7 +257,7 @@ def feature_set(name: str) -> FeatureSet:
 
 
 def available_sets() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(_with_providers())
 
 
 def set_columns(name: str, *, embedding_dims: int = DEFAULT_EMBEDDING_DIMS) -> tuple[str, ...]:

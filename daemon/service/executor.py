@@ -16,13 +16,14 @@ and host, and `make_executor` picks the implementation from `[executor] kind` in
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import pickle
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -32,10 +33,11 @@ from daemon.atomic import HOST
 from daemon.config import ServiceConfig
 from daemon.errors import AudioError, ConfigError, JobCrashed, JobTimeout
 from daemon.library import Library
-from daemon.logs import get_logger
+from daemon.logs import configure_logging, get_logger
 from daemon.naming import store_video
 from daemon.report import RenderJob
 from daemon.service.ledger import Job
+from daemon.service.planner import spec_from_dict
 
 if TYPE_CHECKING:
     from daemon.train import StepRecord  # torch: the service loop never imports it
@@ -106,7 +108,7 @@ class JobControl:
 # ── the work of each kind ────────────────────────────────────────────────────────────────────────────────
 
 def run_render(item: WorkItem, *, device: str, control: JobControl) -> str:
-    from daemon.pipeline import AudioContext, render_track
+    from daemon.pipeline import AudioContext, render_track  # torch: in the job's process only
     from daemon.render import RenderSettings
 
     job, config = item.job, item.config
@@ -123,9 +125,8 @@ def run_render(item: WorkItem, *, device: str, control: JobControl) -> str:
 
 
 def run_train(item: WorkItem, *, device: str, control: JobControl) -> str:
-    from daemon import pipeline
+    from daemon import pipeline  # torch: in the job's process only, never in the service loop
     from daemon.pipeline import AudioContext
-    from daemon.service.planner import spec_from_dict
 
     job, config = item.job, item.config
     library = Library(config.path("library"))
@@ -266,7 +267,6 @@ PROGRESS_EVERY_S = 0.25  # a job reports progress to the service at most this of
 
 def _job_process(runner: Callable[..., Outcome], item: WorkItem, slot: Slot, conn: Connection) -> None:
     """Runs in the child: SIGTERM asks the job to stop; progress and the outcome go back over `conn`."""
-    from daemon.logs import configure_logging
 
     configure_logging(json_lines=item.config.log_json, level="info")
     last = [0.0]
@@ -297,8 +297,6 @@ def _die_with_parent() -> None:
     """SIGKILL this job when the forkserver dies (it exits with the service), so a killed service leaves
     no job running on its own (Linux; elsewhere the job ends when it next reports to the dead pipe)."""
     try:
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -313,8 +311,6 @@ def _portable(outcome: Outcome) -> Outcome:
         pickle.loads(pickle.dumps(outcome.error))
         return outcome
     except Exception:  # noqa: BLE001 — any failure to pickle: send its text instead
-        from dataclasses import replace
-
         return replace(outcome, error=RuntimeError(f"{type(outcome.error).__name__}: {outcome.error}"))
 
 

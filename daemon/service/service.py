@@ -38,6 +38,7 @@ from daemon.service.planner import Plan, Planner, ProblemBook, Publication, Spec
 from daemon.service.status import HEARTBEAT_S, ledger_path, pid_alive
 from daemon.service.upgrade import upgrade_state
 from daemon.service.watch import FolderWatcher, ScanResult, SettleTracker
+from daemon.tracks import inbox_references  # the references a training samples, as `afx train` chooses them
 
 log = get_logger("afx.service")
 T = TypeVar("T")
@@ -416,7 +417,6 @@ class Service:
     def _work_item(self, job: Job) -> WorkItem:
         references: tuple[Path, ...] = ()
         if job.kind == "train":
-            from daemon.tracks import inbox_references  # as `afx train` chooses them
 
             spec = self.folders.catalog.spec(job.style_id)
             references = tuple(inbox_references(spec, self.config.path("inbox"))) if spec is not None else ()
@@ -589,8 +589,6 @@ class Service:
 
 
 def _with_state(new: ServiceConfig, old: ServiceConfig) -> ServiceConfig:
-    from dataclasses import replace
-
     return replace(new, folders=replace(new.folders, state=old.path("state")))
 
 
