@@ -19,7 +19,7 @@ from safetensors.numpy import load_file as load_arrays
 from safetensors.numpy import save_file as save_arrays
 from safetensors.torch import load_file, save_file
 
-from daemon.audio.embeddings import REDUCTION_FILE, reduction_files, reductions_from_files
+from daemon.audio.embeddings import REDUCTION_FILE, Reduction, reduction_files, reductions_from_files
 from daemon.audio.features import DEFAULT_EMBEDDING_DIMS, NORMALISATION, columns_for
 from daemon.cppn import CPPN, InputEncoder
 from daemon.cppn_config import CPPNConfig, EncoderConfig
@@ -39,12 +39,12 @@ class FeatureDescription:
     sets: tuple[str, ...] = ("fft",)
     columns: tuple[str, ...] = ()
     normalisation: str = NORMALISATION
-    reduction: dict[str, Any] | None = None  # embedding set → daemon.audio.embeddings.Reduction, fitted at
-    # training time; its arrays live in reduction.safetensors beside style.json
+    reduction: dict[str, Reduction] | None = None  # embedding set → its reduction, fitted at training time;
+    # its arrays live in reduction.safetensors beside style.json
 
     @classmethod
     def for_sets(cls, sets: tuple[str, ...], *, embedding_dims: int = DEFAULT_EMBEDDING_DIMS,
-                 reduction: dict[str, Any] | None = None) -> FeatureDescription:
+                 reduction: dict[str, Reduction] | None = None) -> FeatureDescription:
         return cls(sets=tuple(sets), columns=columns_for(sets, embedding_dims=embedding_dims),
                    reduction=reduction or None)
 
@@ -139,7 +139,7 @@ class Style:
                    folder=folder)
 
 
-def _load_reduction(folder: Path, meta: dict[str, Any] | None) -> dict[str, Any] | None:
+def _load_reduction(folder: Path, meta: dict[str, Any] | None) -> dict[str, Reduction] | None:
     """The embedding reductions described in style.json, with their arrays from reduction.safetensors."""
     if not meta:
         return None
