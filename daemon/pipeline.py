@@ -3,7 +3,9 @@
 Each function here takes data and settings and publishes its outputs atomically: a video is encoded to a
 hidden scratch file beside its destination, verified with ffprobe, then renamed into place, and its report
 is written after it. On any error the scratch file is removed, so no partial video or report is left.
-The CLI and the service call these functions; they never chain stages themselves.
+The CLI and the service call these functions; they never chain stages themselves. What a chain produces
+is built by the module that owns it: the report by `daemon.report`, output names by `daemon.naming`, which
+tracks are references by `daemon.tracks`, a trained style's previews and curves by `daemon.artifacts`.
 """
 
 from __future__ import annotations
@@ -24,15 +26,15 @@ from daemon.audio.decode import ANALYSIS_RATE, Track, decode_audio
 from daemon.audio.embeddings import (EmbeddingPlan, Reduction, TrackAudio, TrackEmbeddings, embedding_sets,
                                      fit_reductions, plan_for_style)
 from daemon.audio.features import FeatureTimeline, extract_features
+from daemon.board import write_mood_board
 from daemon.config import Limits, ServiceConfig
 from daemon.encode import EncodeSettings, VideoWriter, verify_video
 from daemon.errors import AfxError, RenderError, TrackRemoved, storage_errors
-from daemon.metrics import TemporalMetrics
-from daemon.board import write_mood_board
 from daemon.export.player import check_player_path, write_player
 from daemon.guidance import load_guide
 from daemon.library import Library
 from daemon.logs import Logger, get_logger
+from daemon.metrics import TemporalMetrics
 from daemon.render import RenderSettings, device_name, render_frames, resolve_device
 from daemon.report import Metrics, RenderJob, Report, TimingSection, now_iso
 from daemon.spec import StyleSpec
