@@ -51,6 +51,7 @@ from daemon.render import (
     DTYPES, RenderSettings, plan_batches, render_frames, resolve_device, resolve_precision,
 )
 from daemon.report import now_iso, versions, write_json_atomic
+from daemon.spec import parse_spec
 from daemon.style import Style, random_style
 
 BENCH_SCHEMA = "afx.bench/1"
@@ -389,7 +390,6 @@ def address_space_budget_gb() -> float:
 def child_train(params: dict[str, Any]) -> Row:
     """`steps` optimiser steps of daemon.train.optimise with untrained CLIP weights; the first is not timed."""
     from daemon.guidance import load_guide
-    from daemon.spec import parse_spec
     from daemon.train import optimise
 
     device = resolve_device(params["device"])

@@ -40,3 +40,36 @@ def test_the_cppn_settings_are_the_same_classes_from_either_module() -> None:
 
     assert cppn.CPPNConfig is cppn_config.CPPNConfig and cppn.EncoderConfig is cppn_config.EncoderConfig
     assert tuple(cppn.ACTIVATIONS) == cppn_config.ACTIVATION_NAMES
+
+
+# docs/ARCHITECTURE.md, "Types, checks and imports": a function imports a module itself only for a heavy or
+# optional dependency that not every caller of its module needs
+HEAVY = ("torch", "open_clip", "huggingface_hub", "tensorflow", "tensorflow_hub", "openl3", "packaging", "librosa",
+         "tqdm", "daemon.pipeline", "daemon.render", "daemon.style", "daemon.train", "daemon.guidance",
+         "daemon.artifacts", "daemon.bench", "daemon.evaluate", "daemon.plots", "daemon.export",
+         "daemon.audio.features", "daemon.audio.embeddings", "daemon.service.service")
+REPORT_VERSIONS = ("numpy",)  # report.versions() reads every library's version in one place
+NOT_YET = {("cli.py", "_sweep_report"), ("pipeline.py", "comparison_timeline"), ("pipeline.py", "clip_metrics"),
+           ("export/glsl.py", "shader_source")}  # the sweep code and export/ belong to other branches for now
+
+
+def test_function_local_imports_are_for_heavy_or_optional_dependencies() -> None:
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "daemon").rglob("*.py")):
+        rel = path.relative_to(ROOT / "daemon").as_posix()
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(fn, ast.FunctionDef) or (rel, fn.name) in NOT_YET:
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom):  # `from daemon import pipeline` imports daemon.pipeline
+                    names = ([f"daemon.{a.name}" for a in node.names] if node.module == "daemon"
+                             else [node.module or ""])
+                else:
+                    names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                for name in names:
+                    heavy = any(name == h or name.startswith(h + ".") for h in HEAVY)
+                    if not heavy and not (rel == "report.py" and name in REPORT_VERSIONS):
+                        found.append(f"{rel}:{node.lineno} {fn.name} imports {name}")
+    assert not found, "\n".join(found)
