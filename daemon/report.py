@@ -14,7 +14,7 @@ import json
 import subprocess
 import types
 from dataclasses import dataclass, field, fields
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, TypeVar, Unpack, get_args, get_type_hints
@@ -99,7 +99,7 @@ class ReportSection:
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                     raise ValueError(f"{where}: missing key {name!r}")
                 continue
-            hint = get_type_hints(cls)[name]
+            hint = _hints(cls)[name]
             section = _section_type(hint)
             if section is not None and (data[name] is not None or name not in cls.OPTIONAL):
                 values[name] = section.from_dict(data[name], where=f"{where}.{name}")
@@ -107,6 +107,16 @@ class ReportSection:
                 _check_scalar(hint, data[name], where=f"{where}.{name}")
                 values[name] = data[name]
         return cls(**values)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """A section's field types, resolved once per class."""
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def _section_type(hint: Any) -> type[ReportSection] | None:
