@@ -273,3 +273,23 @@ def test_a_style_without_clip_trains_with_no_network_and_no_clip(tmp_path, monke
     again = Style.load(Path(style.folder))
     assert again.palette == style.palette and again.model.colour_mode == "palette-gradient"
     assert np.array_equal(render(again, 32), render(style, 32))
+
+
+def test_random_styles_take_settings_in_their_reference():
+    from daemon.errors import StyleError
+    from daemon.library import random_from_ref
+
+    plain = random_from_ref("random:7")
+    assert plain.name == "random-7" and plain.palette is None and plain.style_id == random_style(7).style_id
+    style = random_from_ref("random:7?zoom=3&detail=5&fold=6&mirror=x&palette=neon&mode=palette")
+    assert style.name == "random-7_zoom-3_detail-5_fold-6_mirror-x_palette-neon_mode-palette"
+    assert (style.encoder.coord_scale, style.network.spatial_gain, style.encoder.fold, style.encoder.mirror,
+            style.network.color_mode) == (3.0, 5.0, 6, "x", "palette")
+    assert style.palette is not None and "#000000" in style.palette.colors and style.style_id != plain.style_id
+    assert random_from_ref("random:2?palette=navy,teal,f4d35e").palette.colors == ("#01153e", "#029386", "#f4d35e")
+    for ref, message in (("random:7?zom=3", "did you mean 'zoom'"), ("random:7?fold=-1", "below the minimum"),
+                         ("random:7?mode=palette", "needs a palette"), ("random:7?palette=blah", "names no colour"),
+                         ("random:7?mirror=z", "mirror")):
+        with pytest.raises(StyleError) as e:
+            random_from_ref(ref)
+        assert message in e.value.user_line(), ref
