@@ -70,7 +70,7 @@ REACT_GAIN = 0.1  # mean colour change (0..1) a unit of audio change may explain
 MOTION_ALLOWANCE = 0.004  # unexplained change per frame allowed for free (the slow drift of motion)
 KEEP = 0.7  # detail and change may not fall below this share of the untrained network's
 CONTRAST_CAP = 0.3  # OKLab lightness spread above which the contrast term rewards nothing more
-NO_CLIP_RESOLUTION = 64  # training frames' shorter side at most, without CLIP
+NO_CLIP_RESOLUTION = 48  # training frames' shorter side at most, without CLIP
 
 
 class TrainingInterrupted(Exception):

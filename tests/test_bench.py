@@ -59,7 +59,7 @@ def test_end_to_end_memory_training_features_encoder(bench):
     assert [row["clip_model"] for row in result["training"]] == ["afx-tiny", "none"]
     assert number(result["training"][0]["steps_per_s"])
     no_clip = result["training"][1]  # the style without CLIP: timed, and its whole default training estimated
-    assert number(no_clip["default_iterations_s"]) and no_clip["iterations"] == 3 and no_clip["resolution"] == 64
+    assert number(no_clip["default_iterations_s"]) and no_clip["iterations"] == 3 and no_clip["resolution"] == 48
     assert any(t["target"].startswith("cpu style without CLIP") for t in result["targets"])
     assert {row["set"] for row in result["features"]} == {"fft", "mfcc_chroma"}
     assert all(number(row["x_realtime"]) for row in result["features"])
