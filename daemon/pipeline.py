@@ -35,9 +35,10 @@ from daemon.guidance import load_guide
 from daemon.library import Library
 from daemon.logs import Logger, get_logger
 from daemon.metrics import TemporalMetrics
+from daemon.palette import PaletteMatch
 from daemon.render import RenderSettings, device_name, render_frames, resolve_device
 from daemon.report import Metrics, RenderJob, Report, TimingSection, now_iso
-from daemon.spec import StyleSpec
+from daemon.spec import NO_CLIP, StyleSpec
 from daemon.style import FeatureDescription, Style
 from daemon.tracks import missing_references, reference_paths
 from daemon.train import OnStep, StepLogger, clear_checkpoint, optimise, prior_walk
@@ -149,7 +150,7 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
         render_started = time.perf_counter()
         # the scratch name records its owner (host and pid): sweep_scratch removes it once that process is gone
         with storage_errors(out_path, "publishing the video"), atomic_path(out_path) as scratch:
-            metrics = encode_video(style, timeline, settings, audio_path=Path(audio_path), scratch=scratch,
+            measured = encode_video(style, timeline, settings, audio_path=Path(audio_path), scratch=scratch,
                                    device=device, encode=encode, on_progress=on_progress)
             probe = verify_video(scratch, width=settings.width, height=settings.height, fps=settings.fps,
                                  frames=timeline.n_frames)
@@ -166,8 +167,10 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
     render_s = time.perf_counter() - render_started
     timing = TimingSection.of(features_s=features_s, render_s=render_s, total_s=time.perf_counter() - started,
                               track_s=track.duration_s)
+    metrics, palette_match = measured
     report = Report.for_render(track=track, style=style, timeline=timeline, settings=settings, out_path=out_path,
-                               probe=probe, timing=timing, metrics=metrics, device=device_name(device), job=job)
+                               probe=probe, timing=timing, metrics=metrics, device=device_name(device), job=job,
+                               palette_match=palette_match)
     with storage_errors(out_path, "writing the report"):
         report.write(out_path.with_suffix(".json"))
     return report
@@ -175,15 +178,17 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
 
 def encode_video(style: Style, timeline: FeatureTimeline, settings: RenderSettings, *, audio_path: Path,
                  scratch: Path, device: torch.device, encode: EncodeSettings,
-                 on_progress: Progress | None) -> Metrics:
-    """Stream the rendered frames into ffmpeg; returns the temporal metrics."""
+                 on_progress: Progress | None) -> tuple[Metrics, float | None]:
+    """Stream the rendered frames into ffmpeg; returns the temporal metrics and the palette match."""
     writer = VideoWriter(scratch, width=settings.width, height=settings.height, fps=settings.fps,
                          audio_path=audio_path, settings=encode)
     metrics = TemporalMetrics(timeline.n_frames, fps=settings.fps)
+    match = PaletteMatch(style.palette, timeline.n_frames)
     try:
         done = 0
         for batch in render_frames(style, timeline, settings, device=device):
             metrics.update(batch)
+            match.update(batch)
             writer.write(batch.cpu().numpy())
             done += batch.shape[0]
             if on_progress:
@@ -192,7 +197,12 @@ def encode_video(style: Style, timeline: FeatureTimeline, settings: RenderSettin
     except BaseException:
         writer.abort()
         raise
-    return metrics.result(timeline.onset, level=timeline.channel_values()[:, 2])
+    return metrics.result(timeline.onset, level=timeline.channel_values()[:, 2]), match.result()
+
+
+def palette_colours(style: Style) -> list[str] | None:
+    """The report's `palette`: the style's colours as "#rrggbb", or None."""
+    return list(style.palette.colors) if style.palette is not None else None
 
 
 def export_player(audio_path: Path, style: Style, *, out_path: Path, fps: int = 30,
@@ -227,8 +237,12 @@ def train_style(spec: StyleSpec, *, library: Library, ctx: AudioContext = AudioC
 
     log = get_logger("afx.train").bind(style=spec.name, style_id=spec.style_id)
     torch_device = resolve_device(device)
-    guide = load_guide(spec.training.clip_model, spec.training.pretrained, cache_dir=models_dir,
-                       device=torch_device, allow_download=allow_download)
+    guide = None if spec.training.clip_model == NO_CLIP else load_guide(
+        spec.training.clip_model, spec.training.pretrained, cache_dir=models_dir, device=torch_device,
+        allow_download=allow_download)
+    guidance = guide.describe() if guide is not None else {"clip_model": NO_CLIP, "pretrained": None,
+                                                          "trained_guidance": False}
+    trained_guidance = bool(guidance["trained_guidance"])
     paths = reference_paths(spec, reference_tracks)
     warnings = []
     if missing := missing_references(spec):
@@ -239,17 +253,18 @@ def train_style(spec: StyleSpec, *, library: Library, ctx: AudioContext = AudioC
     reductions = style_reductions(spec, paths, ctx=ctx, log=log)
     references = reference_features(paths, spec, ctx=ctx, log=log, reductions=reductions)
     timelines = [timeline for _, timeline in references]
-    log.info("train.start", clip_model=guide.clip_model, pretrained=guide.pretrained,
-             trained_guidance=guide.trained, iterations=spec.training.iterations, device=str(torch_device),
+    log.info("train.start", clip_model=guidance["clip_model"], pretrained=guidance["pretrained"],
+             trained_guidance=trained_guidance, iterations=spec.training.iterations, device=str(torch_device),
              reference_tracks=len(timelines))
     result = optimise(spec, guide, timelines, device=torch_device, checkpoint_dir=checkpoint_dir,
-                      on_step=StepLogger(log, on_step, trained_guidance=guide.trained), should_stop=should_stop)
+                      on_step=StepLogger(log, on_step, trained_guidance=trained_guidance), should_stop=should_stop)
     final = result.final_similarity()
+    palette = spec.resolved_palette()
     style = Style(name=spec.name, style_id=spec.style_id, network=spec.network, encoder=spec.encoder,
                   features=FeatureDescription.for_sets(spec.audio.features, reduction=reductions,
                                                        embedding_dims=spec.audio.embedding_dims),
-                  model=result.model, trained=True,
-                  guidance=guide.describe(), spec=spec.to_dict(), created=now_iso(),
+                  model=result.model, trained=True, palette=palette,
+                  guidance=guidance, spec=spec.to_dict(), created=now_iso(),
                   training={"final_similarity": final, "mean_similarity": _mean(final), "seconds": round(result.seconds, 2),
                             "iterations": spec.training.iterations, "audio_source": result.audio_source,
                             "resumed_from": result.resumed_from, "variant": spec.variant,
@@ -263,7 +278,8 @@ def train_style(spec: StyleSpec, *, library: Library, ctx: AudioContext = AudioC
     clear_checkpoint(checkpoint_dir)
     write_mood_board(library)
     log.info("train.done", seconds=round(result.seconds, 2), similarity=_mean(final),
-             trained_guidance=guide.trained, folder=str(folder))
+             palette_match=style.training["metrics"].get("palette_match"), trained_guidance=trained_guidance,
+             folder=str(folder))
     return style
 
 
@@ -341,9 +357,12 @@ def clip_metrics(style: Style, timeline: FeatureTimeline, *, frames: int = 60,
     n = min(frames, timeline.n_frames)
     settings = RenderSettings(width=size[0], height=size[1], fps=int(timeline.fps), device="cpu")
     metrics = TemporalMetrics(n, fps=timeline.fps)
+    match = PaletteMatch(style.palette, n)
     for batch in render_frames(style, timeline, settings, device=torch.device("cpu"), stop=n):
         metrics.update(batch)
-    return metrics.result(timeline.onset[:n], level=timeline.channel_values()[:n, 2])
+        match.update(batch)
+    return {**metrics.result(timeline.onset[:n], level=timeline.channel_values()[:n, 2]),
+            "palette_match": match.result(), "palette": palette_colours(style)}
 
 
 def _mean(values: dict[str, float]) -> float | None:
