@@ -7,6 +7,7 @@ the traceback goes to the log only with --verbose.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -261,16 +262,19 @@ def _sweep_report(path: Path, variants: list[Any], library: Any, config: Service
 
 def cmd_library(args: argparse.Namespace, config: ServiceConfig) -> int:
     from daemon.library import Library
+    from daemon.ratings import read_rating, stars_text
 
     entries = Library(config.path("library")).entries()
+    ratings = {e.folder: read_rating(e.folder) for e in entries}
     if args.json:
         print(json.dumps([{"name": e.name, "id": e.style_id, "folder": str(e.folder), **{
-            k: e.meta.get(k) for k in ("created", "guidance", "training")}} for e in entries], indent=2))
+            k: e.meta.get(k) for k in ("created", "guidance", "training")},
+            "rating": dataclasses.asdict(r) if (r := ratings[e.folder]) else None} for e in entries], indent=2))
         return 0
     if not entries:
         print(f"the library {config.path('library')} is empty: train a style with `afx train specs/NAME.toml`")
         return 0
-    print(f"{'':2}{'name':<28}{'id':<18}{'CLIP model':<26}{'similarity':>11}{'train s':>9}  created")
+    print(f"{'':2}{'name':<28}{'id':<18}{'CLIP model':<26}{'similarity':>11}{'train s':>9}  {'created':<17} rating")
     previous = None
     for e in entries:
         g, t = e.meta.get("guidance") or {}, e.meta.get("training") or {}
@@ -279,7 +283,8 @@ def cmd_library(args: argparse.Namespace, config: ServiceConfig) -> int:
         newest = "▸ " if e.name != previous else "  "
         previous = e.name
         print(f"{newest}{e.name[:27]:<28}{e.style_id:<18}{model[:25]:<26}{'—' if sim is None else f'{sim:.4f}':>11}"
-              f"{t.get('seconds', '—'):>9}  {e.created[:16]}")
+              f"{t.get('seconds', '—'):>9}  {e.created[:16]:<17} {stars_text(rating := ratings[e.folder])}"
+              + (f" {rating.note[:40]}" if rating and rating.note else ""))
     print("▸ newest version of a name (its default); * untrained guidance model")
     return 0
 
@@ -299,6 +304,26 @@ def cmd_run(args: argparse.Namespace, config: ServiceConfig) -> int:
     configure_logging(json_lines=config.log_json, level="debug" if args.verbose else "info")
     path = config_path(args.config)
     return Service(config, config_file=path.resolve() if path else None).run()
+
+
+def cmd_web(args: argparse.Namespace, config: ServiceConfig) -> int:
+    """The dashboard, read-only, from the ledger and the folders: no service needed (nor disturbed)."""
+    import dataclasses
+
+    import uvicorn
+
+    from daemon.web.app import create_app
+    from daemon.web.security import web_access
+    from daemon.web.server import server_config
+
+    if args.listen:
+        config = dataclasses.replace(config, web=dataclasses.replace(config.web, listen=args.listen))
+    access = web_access(config)
+    host = f"[{access.host}]" if ":" in access.host else access.host
+    print(f"afx web: read-only dashboard on http://{host}:{access.port}/ (Ctrl-C stops it)"
+          + (" — token required" if access.token else ""), flush=True)
+    uvicorn.Server(server_config(create_app(config, access, read_only=True), access)).run()
+    return 0
 
 
 def cmd_status(args: argparse.Namespace, config: ServiceConfig) -> int:
@@ -453,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="the service: watch inbox/ and specs/, train and render everything assigned")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("web", help="serve the dashboard read-only from the ledger and folders (no service needed)")
+    p.add_argument("--listen", help="HOST:PORT (default [web] listen: 127.0.0.1:8750); not loopback needs a token")
+    p.set_defaults(func=cmd_web)
     p = sub.add_parser("status", help="the service's queue, running job, counts and last errors (from its ledger)")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=cmd_status)

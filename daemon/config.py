@@ -80,6 +80,20 @@ class ExecutorSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """The dashboard (docs/SERVICE.md, *The dashboard*): where it listens, who may use it, whom it tells."""
+
+    enabled: bool = True  # the service serves the dashboard (`afx web` serves it without the service)
+    listen: str = "127.0.0.1:8750"  # HOST:PORT; any address but loopback needs a token
+    token: str = ""  # a shared secret every request must carry (Authorization: Bearer, or ?token= once)
+    token_file: str = ""  # …or read from this file (kept out of afx.toml); relative to the config's folder
+    webhooks: tuple[str, ...] = ()  # URLs that get a POST with the report of every finished or failed job
+    webhook_retries: int = field(default=5, metadata=bounds(lo=0, hi=20))  # attempts after the first
+    webhook_backoff_s: float = field(default=2.0, metadata=bounds(lo=0.01, hi=3600.0))  # first wait, doubling
+    webhook_timeout_s: float = field(default=10.0, metadata=bounds(lo=0.1, hi=300.0))  # one POST, at most
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """Everything `afx run` needs; also the defaults for the one-shot commands."""
 
@@ -87,6 +101,7 @@ class ServiceConfig:
     limits: Limits = Limits()
     embeddings: Embeddings = Embeddings()
     executor: ExecutorSettings = ExecutorSettings()
+    web: WebSettings = WebSettings()
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     workers: int = field(default=0, metadata=bounds(lo=0, hi=64))  # 0: one per GPU, one on CPU
     settle_s: float = field(default=5.0, metadata=bounds(lo=0.0, hi=3600.0))  # stable size+mtime this long

@@ -64,6 +64,9 @@ state = "state"
 
 [limits]
 min_duration_s = 0.5
+
+[web]
+listen = "127.0.0.1:0"  # a free port: services of parallel tests never share one
 """
 
 SPEC = """prompts = ["{prompt}"]

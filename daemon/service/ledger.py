@@ -31,6 +31,8 @@ RENDERER_VERSION = "afx.render/1"
 #: job states. superseded: queued work whose style version is no longer current (an edited spec).
 STATES = ("queued", "running", "done", "failed", "bad_input", "superseded")
 KINDS = ("train", "render")
+#: the order queued jobs are claimed in (and shown on the dashboard): trainings first, then oldest
+QUEUE_ORDER = "CASE kind WHEN 'train' THEN 0 ELSE 1 END, created, rowid"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -399,7 +401,7 @@ class Ledger:
             rows = conn.execute(
                 "SELECT * FROM jobs WHERE state = 'queued' AND not_before <= ? AND NOT (kind = 'render' AND style_id IN"
                 " (SELECT style_id FROM jobs WHERE kind = 'train' AND state NOT IN ('done', 'superseded')))"
-                " ORDER BY CASE kind WHEN 'train' THEN 0 ELSE 1 END, created, rowid", (now,))
+                f" ORDER BY {QUEUE_ORDER}", (now,))
             for row in rows:
                 job = Job.from_row(row)
                 if not ready(job):

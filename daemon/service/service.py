@@ -45,7 +45,7 @@ PROGRESS_S = 1.0  # how often running jobs' progress is written (and leases rene
 DISPATCH_S = 2.0  # how often idle workers look for work when nothing woke them (back-offs, `afx retry`)
 STOP_MARGIN_S = 3.0  # of stop_timeout_s, kept for publishing and exiting after workers stop
 SCRATCH_AGE_S = 600.0  # scratch files without an owner pid are removed once this old
-RESTART_SETTINGS = ("device", "workers", "embeddings")  # read once at start, not on SIGHUP
+RESTART_SETTINGS = ("device", "workers", "embeddings", "web")  # read once at start, not on SIGHUP
 MAX_LOOP_FAILURES = 30  # consecutive failures of the loop's own duties before the service gives up
 
 
@@ -128,6 +128,8 @@ class Service:
         self.failures: dict[str, int] = {}  # consecutive failures of each of the loop's duties
         self.scans = 0  # full scans so far (an idle service must not rescan in a loop)
         self._lock_fd: int | None = None
+        self.web: Any = None  # daemon.web.server.WebServer while the dashboard is served
+        self.webhooks: Any = None  # daemon.web.webhooks.Webhooks
 
     # ── life cycle ───────────────────────────────────────────────────────────────────────────────────────
 
@@ -147,6 +149,7 @@ class Service:
 
     def start(self) -> None:
         config = self.config
+        access = self._web_access()  # before anything else: a dashboard open to the network refuses to start
         for name in ("inbox", "specs", "library", "renders", "state"):
             try:
                 config.path(name).mkdir(parents=True, exist_ok=True)
@@ -164,6 +167,7 @@ class Service:
         upgrade_state(self.ledger, Library(config.path("library")), renders=config.path("renders"))
         self.devices = worker_devices(config)
         self.executor: Executor = make_executor(config, self.devices, wake=self.waker.poke)
+        self._start_web(access)  # after the forkserver: no job process is forked with the web thread in it
         self.problems = ProblemBook(self.ledger)
         self.folders = self._folders(config)
         self.folders.watcher.start()
@@ -173,6 +177,49 @@ class Service:
                  inbox=str(config.path("inbox")), specs=str(config.path("specs")),
                  renders=str(config.path("renders")), library=str(config.path("library")),
                  ledger=str(self.ledger.path), workers=self.devices, notify=self.notifier.enabled)
+
+    def _web_access(self) -> Any:
+        if not self.config.web.enabled:
+            return None
+        from daemon.web.security import web_access
+
+        return web_access(self.config)
+
+    def _start_web(self, access: Any) -> None:
+        """The dashboard in a thread and the webhook sender: neither can stop the service (see daemon.web)."""
+        try:
+            from daemon.web.webhooks import Webhooks
+
+            self.webhooks = Webhooks(self.config.web)
+            if access is not None:
+                from daemon.web.app import create_app
+                from daemon.web.server import WebServer
+
+                self.web = WebServer(create_app(self.config, access, read_only=False), access)
+                self.web.start()
+        except Exception as e:  # noqa: BLE001 — e.g. a missing web dependency: the service works without it
+            log.error("web.unavailable", error=f"{type(e).__name__}: {e}", exc_info=e)
+
+    def _hook(self, event: str, job: Job, report: dict[str, Any] | None) -> None:
+        """A webhook delivery about a finished or failed job (queued: never waits for the receiver)."""
+        if self.webhooks is None or not self.webhooks.enabled:
+            return
+        try:
+            self.webhooks.send(event, {"job": {"key": job.key, "kind": job.kind, "track": job.track_path,
+                                               "style": job.style_name, "style_id": job.style_id,
+                                               "attempts": job.attempts, "output": job.output},
+                                       "report": report, "time": now_iso()})
+        except Exception as e:  # noqa: BLE001
+            log.error("webhook.error", error=str(e), exc_info=e)
+
+    def _done_report(self, job: Job) -> dict[str, Any] | None:
+        path = (report_path(store_video(self.config.path("renders"), job.key)) if job.kind == "render"
+                else Path(job.output or "") / "style.json")
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return report if isinstance(report, dict) else None
 
     def _progressed(self, key: str) -> bool:
         """Whether a job its service died under had made lasting progress: a training whose checkpoint was
@@ -236,6 +283,8 @@ class Service:
         log.info("service.stopping", reason=reason, running=len(self.items))
         if not hasattr(self, "ledger"):
             return
+        if self.web is not None:
+            self.web.stop()
         try:
             self.folders.watcher.stop()
             self.folders.planner.checks.close()
@@ -253,6 +302,8 @@ class Service:
                 self.abandoned = True
             self._heartbeat("stopped")
         finally:
+            if self.webhooks is not None:
+                self.webhooks.close()
             self.ledger.close()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
@@ -491,6 +542,7 @@ class Service:
                     self._failed(job, replace(outcome, status="failed", error=error))
                     return
             self.ledger.finish(job.key, owner=self.owner, output=outcome.output)
+            self._hook("job.done", job, self._done_report(job))
             log.info("job.done", job=job.key[:16], kind=job.kind, what=job.label(), output=outcome.output,
                      seconds=outcome.seconds)
         elif outcome.status == "stopped":
@@ -544,6 +596,7 @@ class Service:
                          error={**report["error"], "report": str(report_paths[0]), "time": report["time"]})
         log.error("job.failed", job=job.key[:16], kind=job.kind, what=job.label(), state=state,
                   attempt=job.attempts, error=report["error"]["summary"], report=str(report_paths[0]))
+        self._hook("job.failed", job, report)
 
     # ── config reload, heartbeat ─────────────────────────────────────────────────────────────────────────
 
@@ -578,7 +631,8 @@ class Service:
         self.ledger.set_meta("service", {
             "pid": os.getpid(), "host": HOST, "state": state, "started": self.started, "heartbeat": time.time(),
             "workers": getattr(self, "devices", []), "config": str(self.config_file) if self.config_file else None,
-            "inbox": str(self.config.path("inbox")), "renders": str(self.config.path("renders"))})
+            "inbox": str(self.config.path("inbox")), "renders": str(self.config.path("renders")),
+            "web": self.web.url if self.web is not None else None})
 
     def status_line(self) -> str:
         counts = self.ledger.counts()

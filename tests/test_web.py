@@ -1,0 +1,397 @@
+"""The dashboard (issue 13) without a browser: config and access rules, pages, files, actions, the JSON API,
+/metrics, webhooks, and that a crash of the web part never stops the service. The pages are driven in a real
+browser by tests/test_web_browser.py."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
+
+from daemon.config import WebSettings, load_config
+from daemon.errors import ConfigError
+from daemon.ratings import read_rating
+from daemon.service.ledger import Ledger
+from daemon.web.app import create_app
+from daemon.web.openapi import API_ROUTES
+from daemon.web.security import parse_listen, safe_file, web_access
+from daemon.web.server import WebServer
+from daemon.web.webhooks import Webhooks
+from tests.web_world import EVIL, EVIL_TRACK, STYLE_ID, World, build_world
+
+TOKEN = "s3cret-token-0123456789"
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return build_world(tmp_path)
+
+
+def client(world: World, *, read_only: bool = False, host: str = "127.0.0.1:8750") -> TestClient:
+    return TestClient(create_app(world.config, web_access(world.config), read_only=read_only),
+                      base_url=f"http://{host}", follow_redirects=False)
+
+
+def csrf(c: TestClient) -> str:
+    return str(c.get("/api/session").json()["csrf"])
+
+
+def job_state(world: World, key: str) -> str:
+    ledger = Ledger(world.root / "state" / "ledger.sqlite3", create=False)
+    try:
+        job = ledger.get(key)
+        assert job is not None
+        return job.state
+    finally:
+        ledger.close()
+
+
+# ── config and access ────────────────────────────────────────────────────────────────────────────────────
+
+def test_web_config_defaults_and_listen_parsing(tmp_path: Path) -> None:
+    assert WebSettings().listen == "127.0.0.1:8750" and WebSettings().enabled
+    assert parse_listen("[::1]:8750") == ("::1", 8750)
+    for bad in ("8750", "localhost:", "host:99999"):
+        with pytest.raises(ConfigError, match="HOST:PORT"):
+            parse_listen(bad)
+    (tmp_path / "afx.toml").write_text('[web]\nlisten = "0.0.0.0:8750"\nwebhoks = []\n')
+    with pytest.raises(ConfigError, match="webhoks") as caught:  # a typo names the nearest key
+        load_config(tmp_path / "afx.toml")
+    assert caught.value.hint == "did you mean 'web.webhooks'?"
+
+
+def test_another_address_needs_a_token_or_the_service_refuses_to_start(tmp_path: Path) -> None:
+    from daemon.service.service import Service
+
+    world = build_world(tmp_path, web='listen = "0.0.0.0:0"')
+    with pytest.raises(ConfigError, match="without a token"):
+        web_access(world.config)
+    with pytest.raises(ConfigError, match="without a token"):
+        Service(world.config).start()
+    assert not (world.root / "state" / "service.lock").exists()  # refused before taking anything
+    (tmp_path / "afx.toml").write_text('[web]\nlisten = "0.0.0.0:0"\ntoken = "short"\n')
+    with pytest.raises(ConfigError, match="at least 16"):
+        web_access(load_config(tmp_path / "afx.toml"))
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    (tmp_path / "afx.toml").write_text('[web]\nlisten = "0.0.0.0:0"\ntoken_file = "token"\n')
+    assert web_access(load_config(tmp_path / "afx.toml")).token == TOKEN
+    (tmp_path / "token").write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        web_access(load_config(tmp_path / "afx.toml"))
+
+
+def test_loopback_answers_only_to_loopback_host_names(world: World) -> None:
+    assert client(world).get("/").status_code == 200
+    assert client(world, host="localhost:8750").get("/").status_code == 200
+    assert client(world, host="[::1]:8750").get("/").status_code == 200
+    assert client(world, host="evil.example:8750").get("/").status_code == 403  # DNS rebinding
+
+
+def test_a_token_guards_every_request(tmp_path: Path) -> None:
+    world = build_world(tmp_path, web=f'listen = "0.0.0.0:0"\ntoken = "{TOKEN}"')
+    c = client(world, host="dashboard.lan:8750")
+    for path in ("/", "/api/status", "/metrics", f"/files/renders/{world.video.parent.name}/neon.mp4"):
+        assert c.get(path).status_code == 401, path
+    assert c.get("/api/status", headers={"authorization": "Bearer wrong-token-0123456"}).status_code == 401
+    assert c.get("/api/status", headers={"authorization": f"Bearer {TOKEN}"}).status_code == 200
+    r = c.get(f"/tracks?token={TOKEN}&x=1")
+    assert r.status_code == 303 and r.headers["location"] == "/tracks?x=1"
+    assert "httponly" in r.headers["set-cookie"].lower() and "samesite=strict" in r.headers["set-cookie"].lower()
+    assert c.get("/tracks").status_code == 200  # the cookie
+    # a bearer token is enough for an action; the cookie alone is not (it is sent cross-site too)
+    assert c.post("/api/retry", json={"key": world.failed_key}).status_code == 403
+    r = c.post("/api/retry", json={"key": world.failed_key}, headers={"authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200 and job_state(world, world.failed_key) == "queued"
+
+
+def test_every_action_needs_the_csrf_token_and_the_same_origin(world: World) -> None:
+    c = client(world)
+    form = {"key": world.failed_key}
+    assert c.post("/actions/retry", data=form).status_code == 403
+    assert c.post("/actions/retry", data={**form, "csrf": "forged"}).status_code == 403
+    assert c.post("/api/retry", json=form).status_code == 403
+    token = csrf(c)
+    assert c.post("/actions/retry", data={**form, "csrf": token},
+                  headers={"origin": "http://evil.example"}).status_code == 403
+    assert job_state(world, world.failed_key) == "bad_input"
+    assert c.get("/actions/retry").status_code == 405  # never a GET
+    r = c.post("/actions/retry", data={**form, "csrf": token}, headers={"origin": "http://127.0.0.1:8750"})
+    assert r.status_code == 303 and job_state(world, world.failed_key) == "queued"
+
+
+def test_files_only_from_renders_and_library(world: World, tmp_path: Path) -> None:
+    c = client(world)
+    rel = world.video.relative_to(world.config.path("renders")).as_posix()
+    assert c.get(f"/files/renders/{rel}").status_code == 200
+    assert c.get("/files/library/_sweeps/organic/comparison.html").status_code == 200
+    (tmp_path / "secret.txt").write_text("secret")
+    (world.config.path("renders") / "link.txt").symlink_to(tmp_path / "secret.txt")
+    (world.config.path("renders") / "inside.mp4").symlink_to(world.video)
+    assert c.get("/files/renders/inside.mp4").status_code == 200  # a link that stays inside is fine
+    for path in ("/files/renders/link.txt", "/files/renders/..%2fsecret.txt", "/files/renders/%2e%2e/secret.txt",
+                 "/files/renders/../secret.txt", "/files/state/ledger.sqlite3", "/files/inbox/calm.wav",
+                 "/files/renders/%2Fetc%2Fpasswd", "/files/renders/.store/x.mp4", "/files/renders/"):
+        r = c.get(path, follow_redirects=True)
+        assert r.status_code == 404 and "secret" not in r.text, path
+    root = world.config.path("renders")
+    assert safe_file(root, "../secret.txt") is None and safe_file(root, "/etc/passwd") is None
+    assert safe_file(root, "link.txt") is None and safe_file(root, rel) == world.video.resolve()
+
+
+def test_videos_answer_range_requests(world: World) -> None:
+    c = client(world)
+    url = "/files/renders/" + world.video.relative_to(world.config.path("renders")).as_posix()
+    size = world.video.stat().st_size
+    r = c.get(url, headers={"range": "bytes=100-199"})
+    assert r.status_code == 206 and len(r.content) == 100
+    assert r.headers["content-range"] == f"bytes 100-199/{size}" and r.headers["accept-ranges"] == "bytes"
+    assert r.content == world.video.read_bytes()[100:200]
+    assert r.headers["content-type"] == "video/mp4"
+    sheet = c.get(url.replace("/files/", "/sheet/", 1))
+    assert sheet.status_code == 200 and sheet.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_output_is_escaped_everywhere(world: World) -> None:
+    c = client(world)
+    c.post("/actions/rate", data={"csrf": csrf(c), "name": "neon", "id": STYLE_ID, "stars": "4", "note": EVIL})
+    for path in ("/", "/tracks", "/styles", "/experiments", "/live/overview"):
+        text = c.get(path).text
+        assert "<script>alert" not in text, path
+    assert "&lt;script&gt;alert(1).wav" in c.get("/tracks").text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in c.get("/").text  # the failure's message
+    styles = c.get("/styles").text
+    assert "background:#ff0088" in styles and "url(x)" not in styles  # only #rrggbb reaches a style attribute
+
+
+def test_pages_show_the_world(world: World) -> None:
+    c = client(world)
+    overview = c.get("/").text
+    assert "never started" in overview or "not running" in overview
+    assert 'class="pill state-queued">queued</span> 1' in overview and "Retry" in overview
+    assert overview.index("Queue") < overview.index("&lt;script&gt;alert(1).wav × &lt;script&gt;")
+    tracks = c.get("/tracks").text
+    assert "<video controls" in tracks and "real-time factor" in tracks and "/sheet/renders/" in tracks
+    styles = c.get("/styles").text
+    assert "preview.png" in styles and "curve.png" in styles and "unrated" in styles
+    assert "sweep: organic.toml" in c.get("/experiments").text
+
+
+def test_assign_writes_the_tracks_sidecar(world: World) -> None:
+    import tomllib
+
+    c = client(world)
+    token = csrf(c)
+    r = c.post("/actions/assign", data={"csrf": token, "track": str(world.track), "styles": ["neon", EVIL]})
+    assert r.status_code == 303
+    sidecar = world.track.with_suffix(".toml")
+    assert tomllib.loads(sidecar.read_text())["styles"] == ["neon", EVIL]
+    from daemon.service.planner import read_sidecar
+    assert read_sidecar(sidecar) == ["neon", EVIL]  # what the service reads
+    assert "sidecar: neon" in c.get("/tracks").text
+    assert c.post("/actions/assign", data={"csrf": token, "track": str(world.track),
+                                           "styles": ["nope"]}).status_code == 400
+    outside = world.root / "elsewhere.wav"
+    assert c.post("/api/assign", json={"track": str(outside), "styles": ["neon"]},
+                  headers={"x-csrf-token": token}).status_code == 400
+    assert not outside.with_suffix(".toml").exists()
+    r = c.post("/api/assign", json={"track": str(world.track), "styles": []}, headers={"x-csrf-token": token})
+    assert r.status_code == 200 and not sidecar.exists()  # back to the default styles
+
+
+def test_a_rating_is_stored_beside_the_style_and_shown_everywhere(world: World) -> None:
+    import subprocess
+    import sys
+
+    c = client(world)
+    token = csrf(c)
+    assert c.post("/actions/rate", data={"csrf": token, "name": "neon", "id": STYLE_ID, "stars": "6"}).status_code == 400
+    r = c.post("/api/rate", json={"name": "neon", "id": STYLE_ID, "stars": 4, "note": "lovely"},
+               headers={"x-csrf-token": token})
+    assert r.status_code == 200
+    rating = read_rating(world.style_folder)
+    assert rating is not None and (rating.stars, rating.note) == (4, "lovely")
+    # a new app (a restart) reads it from the library
+    assert "★★★★☆" in client(world).get("/styles").text
+    assert client(world).get("/api/styles").json()[0]["rating"]["stars"] == 4
+    out = subprocess.run([sys.executable, "-m", "daemon.cli", "--config", str(world.root / "afx.toml"), "library"],
+                         capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.returncode == 0 and "★★★★☆ lovely" in out.stdout, out.stdout + out.stderr
+    from daemon.board import write_mood_board
+    from daemon.library import Library
+    board = write_mood_board(Library(world.config.path("library"))).read_text()
+    assert "★★★★☆" in board and "lovely" in board
+
+
+def test_read_only_serves_everything_and_acts_on_nothing(world: World) -> None:
+    c = client(world, read_only=True)
+    assert "read-only" in c.get("/").text and "Retry" not in c.get("/").text
+    assert "Save styles" not in c.get("/tracks").text and "Rate</button>" not in c.get("/styles").text
+    r = c.post("/api/retry", json={"key": world.failed_key}, headers={"x-csrf-token": csrf(c)})
+    assert r.status_code == 403 and "read-only" in r.json()["error"]
+    assert job_state(world, world.failed_key) == "bad_input"
+
+
+# ── the API, OpenAPI and /metrics ────────────────────────────────────────────────────────────────────────
+
+def test_every_api_route_answers_and_is_documented(world: World) -> None:
+    c = client(world)
+    doc = c.get("/api/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    token = csrf(c)
+    bodies = {"/api/retry": {"key": world.failed_key}, "/api/assign": {"track": str(world.track), "styles": ["neon"]},
+              "/api/rate": {"name": "neon", "id": STYLE_ID, "stars": 5}}
+    for method, path, _, _ in API_ROUTES:
+        assert method.lower() in doc["paths"][path]
+        r = c.get(path) if method == "GET" else c.post(path, json=bodies[path], headers={"x-csrf-token": token})
+        assert r.status_code == 200, (path, r.text)
+    status = c.get("/api/status").json()
+    assert [j["key"] for j in status["queue"]] == [world.failed_key, world.queued_key]  # retried: claim order
+    tracks = c.get("/api/tracks").json()
+    assert {t["name"] for t in tracks} == {EVIL_TRACK, "calm.wav"}
+
+
+def test_metrics_for_prometheus(world: World) -> None:
+    families = {f.name: f for f in text_string_to_metric_families(client(world).get("/metrics").text)}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    assert samples[("afx_jobs", (("kind", "render"), ("state", "done")))] == 1
+    assert samples[("afx_jobs", (("kind", "render"), ("state", "bad_input")))] == 1
+    assert samples[("afx_queue_length", ())] == 1
+    assert samples[("afx_job_duration_seconds_count", (("kind", "render"),))] == 1
+    assert samples[("afx_job_duration_seconds_sum", (("kind", "render"),))] == 12.5
+    assert samples[("afx_render_realtime_factor_sum", ())] == 2.0
+    assert samples[("afx_failures", (("error", "AudioError"), ("kind", "render")))] == 1
+    assert samples[("afx_service_up", ())] == 0
+    ledger = Ledger(world.root / "state" / "ledger.sqlite3", create=False)
+    ledger.set_meta("service", {"pid": os.getpid(), "host": socket.gethostname(), "state": "running",
+                                "started": time.time() - 60, "heartbeat": time.time(), "workers": ["cpu"]})
+    ledger.close()
+    text = client(world).get("/metrics").text
+    assert 'afx_device_running_jobs{device="cpu"} 0.0' in text and "afx_service_up 1.0" in text
+
+
+# ── webhooks ─────────────────────────────────────────────────────────────────────────────────────────────
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """Fails the first `fail` POSTs with 503, then records them."""
+
+    fail = 0
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        if Receiver.fail > 0:
+            Receiver.fail -= 1
+            self.send_response(503)
+        else:
+            Receiver.received.append(body)
+            self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    Receiver.fail, Receiver.received = 2, []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
+
+
+def test_webhooks_are_retried_with_back_off_and_never_block(receiver: str) -> None:
+    with socket.socket() as closed:  # a port nobody listens on: every attempt is refused
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}/"
+    hooks = Webhooks(WebSettings(webhooks=(receiver, dead), webhook_retries=3, webhook_backoff_s=0.1,
+                                 webhook_timeout_s=2.0))
+    started = time.perf_counter()
+    hooks.send("job.done", {"job": {"key": "k1"}, "report": {"ok": True}})
+    hooks.send("job.failed", {"job": {"key": "k2"}, "report": {"ok": False}})
+    assert time.perf_counter() - started < 0.05  # queued, not sent, by the caller
+    deadline = time.monotonic() + 10
+    while (len(Receiver.received) < 2 or hooks.given_up < 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    hooks.close()
+    assert sorted(b["job"]["key"] for b in Receiver.received) == ["k1", "k2"]  # the two 503s were retried
+    assert {b["event"] for b in Receiver.received} == {"job.done", "job.failed"}
+    assert hooks.delivered == 2 and hooks.given_up == 2  # the dead URL: 1 + 3 retries each, then given up
+
+
+# ── the web part never stops the service ─────────────────────────────────────────────────────────────────
+
+def test_a_web_server_that_cannot_start_is_retried_and_harmless(world: World) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        access = web_access(world.config)
+        access = type(access)(host="127.0.0.1", port=port, token=None)
+        server = WebServer(create_app(world.config, access, read_only=True), access)
+        server.start()
+        deadline = time.monotonic() + 5
+        while server.crashes == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.crashes >= 1 and server.url is None  # the port is taken: logged, not raised
+    assert server.wait_started(timeout=10) == f"http://127.0.0.1:{port}/"  # the port is free again: back
+    server.stop()
+
+
+@pytest.mark.slow
+def test_the_service_serves_the_dashboard_sends_webhooks_and_outlives_a_taken_port(tmp_path: Path,
+                                                                                   receiver: str) -> None:
+    """The dashboard's port is taken when the service starts: the service renders anyway, says why the web
+    part is down, and serves the dashboard once the port is free; a webhook reports the finished render."""
+    import urllib.request
+
+    from tests.test_service_e2e import ServiceUnderTest
+
+    Receiver.fail = 1
+    svc = ServiceUnderTest(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "afx.toml").write_text((tmp_path / "afx.toml").read_text().replace(
+            'listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"\nwebhooks = ["{receiver}"]\n'
+                                      'webhook_backoff_s = 0.2'))
+        svc.spec("neon", trained=True)
+        svc.track("one.wav")
+        try:
+            svc.start()
+            svc.wait(lambda: svc.events("web.crashed"), timeout=30, what="the web part's crash")
+        finally:
+            taken.close()
+        try:
+            svc.wait(lambda: svc.states() == ["done"], timeout=60, what="the render")
+
+            def status() -> Any:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=10) as r:
+                        found = json.loads(r.read())
+                except OSError:
+                    return None
+                return found if found["service"].get("web") else None
+
+            found = svc.wait(status, timeout=30, what="the dashboard after the port freed")
+            assert found["service"]["state"] == "running" and found["totals"]["done"] == 1
+            assert found["service"]["web"] == f"http://127.0.0.1:{port}/"
+            svc.wait(lambda: Receiver.received, timeout=15, what="the webhook")
+            hook = Receiver.received[0]
+            assert hook["event"] == "job.done" and hook["job"]["style"] == "neon" and hook["report"]["ok"] is True
+            assert svc.stop()[0] == 0
+        finally:
+            svc.cleanup()
