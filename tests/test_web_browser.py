@@ -94,7 +94,7 @@ def ledger_of(world: World) -> Ledger:
 def test_every_page_loads(site: tuple[World, str], browser: Any, shots: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    world, url = site
+    _, url = site
     for path, title, needle in (("/", "Overview", "Recent failures"), ("/tracks", "Tracks", "Save styles"),
                                 ("/styles", "Styles", "Rate"), ("/experiments", "Experiments", "sweep: organic"),
                                 ("/api", "API", "/api/openapi.json")):
