@@ -73,14 +73,22 @@ def cmd_render(args: argparse.Namespace, config: ServiceConfig) -> int:
     settings = RenderSettings(width=width, height=height, fps=own["fps"] if args.fps is None else args.fps,
                               device=args.device or config.device)
     _check_flags(settings)
+    if args.highlight is not None and not 1 <= args.highlight <= 3600:
+        raise AfxError(f"--highlight {args.highlight:g} is not a length in seconds", key="--highlight",
+                       hint="e.g. --highlight 30 (1 to 3600 s)")
     out = Path(args.output) if args.output else default_output(
         Path(args.audio), style, settings, renders=config.path("renders"), inbox=config.path("inbox"))
+    if args.highlight and not args.output:  # `@` never appears in a style's file name (daemon.naming)
+        out = out.with_name(f"{out.stem}@highlight-{args.highlight:g}s.mp4")
     update, close = _progress(f"render {Path(args.audio).name}", "frame")
     try:
         report = render_track(Path(args.audio), style, settings, out_path=out, ctx=audio_context(config),
-                              on_progress=update)
+                              on_progress=update, highlight_s=args.highlight)
     finally:
         close()
+    if "highlight" in report:
+        h = report["highlight"]
+        print(f"highlight: {h['duration_s']:g} s from {h['start_s']:g} s — {h['why']}")
     t, m = report["timing"], report["metrics"]
     print(f"rendered {report['video']['frames']} frames in {t['total_s']:.1f} s "
           f"({t['realtime_factor']:.2f}x real time, {report['device']}), temporal SSIM {m['temporal_ssim_mean']}, "
@@ -428,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, help="WIDTHxHEIGHT (default: the style's [render] size, else 1280x720)")
     p.add_argument("--fps", type=int, help="frames per second (default: the style's, else 30)")
     p.add_argument("--device", help="auto | cpu | cuda (default from config: auto)")
+    p.add_argument("--highlight", type=float, metavar="SECONDS",
+                   help="render only the track's most energetic SECONDS (a demo clip; default name "
+                        "<style>@highlight-SECONDSs.mp4); its report says where it starts and why")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("export", help="a style as a GLSL shader, or as an HTML player of a track (WebGL2)")

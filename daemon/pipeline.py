@@ -24,6 +24,7 @@ from daemon.audio.embeddings import EmbeddingPlan, TrackEmbeddings, embedding_se
 from daemon.audio.features import FeatureTimeline, extract_features
 from daemon.encode import EncodeSettings, VideoWriter, verify_video
 from daemon.errors import AfxError, RenderError, TrackRemoved, storage_errors
+from daemon.highlight import best_window
 from daemon.metrics import TemporalMetrics
 from daemon.render import RenderSettings, render_frames, resolve_device
 from daemon.report import REPORT_SCHEMA, now_iso, versions, write_json_atomic
@@ -134,8 +135,13 @@ def check_track_unchanged(path: Path, before: tuple[int, int] | None) -> None:
 
 def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, out_path: Path,
                  ctx: AudioContext = AudioContext(), encode: EncodeSettings = EncodeSettings(),
-                 on_progress: Progress | None = None, extra_report: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Render `audio_path` with `style` to `out_path` (+ its JSON report); returns the report."""
+                 on_progress: Progress | None = None, extra_report: dict[str, Any] | None = None,
+                 highlight_s: float | None = None) -> dict[str, Any]:
+    """Render `audio_path` with `style` to `out_path` (+ its JSON report); returns the report.
+
+    `highlight_s`: only the track's most energetic window of that length (daemon.highlight); the report's
+    `highlight` section says where it starts and why.
+    """
     started = time.perf_counter()
     settings.validate()
     out_path = Path(out_path)
@@ -149,13 +155,15 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
         track, timeline, _ = track_features(Path(audio_path), style.features.sets, fps=settings.fps, ctx=ctx,
                                             plan=plan_for_style(style))
         features_s = time.perf_counter() - started
+        window = best_window(timeline, seconds=highlight_s) if highlight_s else None
+        frames = (window.start, window.stop) if window else (0, timeline.n_frames)
         render_started = time.perf_counter()
         # the scratch name records its owner (host and pid): sweep_scratch removes it once that process is gone
         with storage_errors(out_path, "publishing the video"), atomic_path(out_path) as scratch:
             metrics = encode_video(style, timeline, settings, audio_path=Path(audio_path), scratch=scratch,
-                                   device=device, encode=encode, on_progress=on_progress)
+                                   device=device, encode=encode, on_progress=on_progress, frames=frames)
             probe = verify_video(scratch, width=settings.width, height=settings.height, fps=settings.fps,
-                                 frames=timeline.n_frames)
+                                 frames=frames[1] - frames[0])
             check_track_unchanged(Path(audio_path), taken)
     except BaseException as e:
         remove_empty(created)
@@ -177,13 +185,15 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
                         if "embeddings" in timeline.normalisation else {}),
                      "normalisation": timeline.normalisation["method"]},
         "video": {"path": str(out_path), "width": settings.width, "height": settings.height, "fps": settings.fps,
-                  "frames": timeline.n_frames, "duration_s": round(probe["duration_s"], 4), "bytes": probe["bytes"],
+                  "frames": frames[1] - frames[0], "duration_s": round(probe["duration_s"], 4), "bytes": probe["bytes"],
                   "video_codec": probe["video_codec"], "audio_codec": probe["audio_codec"]},
         "timing": {"features_s": round(features_s, 3), "render_s": round(render_s, 3), "total_s": round(total_s, 3),
-                   "realtime_factor": round(track.duration_s / total_s, 4) if total_s > 0 else None},
+                   "realtime_factor": round((window.duration_s if window else track.duration_s) / total_s, 4)
+                   if total_s > 0 else None},
         "metrics": metrics,
         "device": device_name(device),
         "versions": versions(),
+        **({"highlight": window.to_report()} if window else {}),
         **(extra_report or {}),
     }
     with storage_errors(out_path, "writing the report"):
@@ -193,24 +203,28 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
 
 def encode_video(style: Style, timeline: FeatureTimeline, settings: RenderSettings, *, audio_path: Path,
                  scratch: Path, device: Any, encode: EncodeSettings,
-                 on_progress: Progress | None) -> dict[str, Any]:
-    """Stream the rendered frames into ffmpeg; returns the temporal metrics."""
+                 on_progress: Progress | None, frames: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Stream the rendered frames (all, or `frames` = (start, stop) of the track) into ffmpeg; returns the
+    temporal metrics."""
+    start, stop = frames or (0, timeline.n_frames)
+    total = stop - start
     writer = VideoWriter(scratch, width=settings.width, height=settings.height, fps=settings.fps,
-                         audio_path=audio_path, settings=encode)
-    metrics = TemporalMetrics(timeline.n_frames, fps=settings.fps)
+                         audio_path=audio_path, settings=encode, audio_start_s=start / settings.fps,
+                         audio_duration_s=total / settings.fps if frames else None)
+    metrics = TemporalMetrics(total, fps=settings.fps)
     try:
         done = 0
-        for batch in render_frames(style, timeline, settings, device=device):
+        for batch in render_frames(style, timeline, settings, device=device, start=start, stop=stop):
             metrics.update(batch)
             writer.write(batch.cpu().numpy())
             done += batch.shape[0]
             if on_progress:
-                on_progress(done, timeline.n_frames)
+                on_progress(done, total)
         writer.close()
     except BaseException:
         writer.abort()
         raise
-    return metrics.result(timeline.onset, level=timeline.channel_values()[:, 2])
+    return metrics.result(timeline.onset[start:stop], level=timeline.channel_values()[start:stop, 2])
 
 
 def device_name(device: Any) -> str:
