@@ -91,6 +91,11 @@ class WebSettings:
     webhook_retries: int = field(default=5, metadata=bounds(lo=0, hi=20))  # attempts after the first
     webhook_backoff_s: float = field(default=2.0, metadata=bounds(lo=0.01, hi=3600.0))  # first wait, doubling
     webhook_timeout_s: float = field(default=10.0, metadata=bounds(lo=0.1, hi=300.0))  # one POST, at most
+    # quick previews: each new (track, style) pair first gets a short low-resolution clip of the track's most
+    # energetic window, on a slot of its own, before any full render; 0 turns them off
+    preview_s: float = field(default=15.0, metadata=bounds(lo=0.0, hi=600.0))  # seconds of a preview
+    preview_width: int = field(default=320, metadata=bounds(lo=16, hi=3840))  # at most this wide (aspect kept)
+    preview_fps: int = field(default=15, metadata=bounds(lo=1, hi=120))  # at most this many frames a second
 
 
 @dataclass(frozen=True)

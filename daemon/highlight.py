@@ -66,7 +66,7 @@ def best_window(timeline: FeatureTimeline, *, seconds: float) -> Window:
     n = timeline.n_frames
     level = timeline.channel_values()[:, 2].astype(np.float64)
     onset = np.asarray(timeline.onset, dtype=np.float64)[:n]
-    length = min(n, max(1, int(round(seconds * timeline.fps))))
+    length = min(n, max(1, round(seconds * timeline.fps)))
     energy = level + ONSET_WEIGHT * onset
     sums = np.concatenate([[0.0], np.cumsum(energy)])
     scores = (sums[length:] - sums[:-length]) / length

@@ -351,10 +351,11 @@ def test_a_web_server_that_cannot_start_is_retried_and_harmless(world: World) ->
 
 
 @pytest.mark.slow
-def test_the_service_serves_the_dashboard_sends_webhooks_and_outlives_a_taken_port(tmp_path: Path,
-                                                                                   receiver: str) -> None:
-    """The dashboard's port is taken when the service starts: the service renders anyway, says why the web
-    part is down, and serves the dashboard once the port is free; a webhook reports the finished render."""
+def test_the_service_previews_first_serves_the_dashboard_sends_webhooks_and_outlives_a_taken_port(
+        tmp_path: Path, receiver: str) -> None:
+    """One service run: the dashboard's port is taken when it starts, so the web part crashes and the service
+    works on regardless; a new (track, style) pair gets its preview (on its own slot) before its full video;
+    the dashboard comes up once the port is free; a webhook reports each finished render."""
     import urllib.request
 
     from tests.test_service_e2e import ServiceUnderTest
@@ -367,16 +368,17 @@ def test_the_service_serves_the_dashboard_sends_webhooks_and_outlives_a_taken_po
         port = taken.getsockname()[1]
         (tmp_path / "afx.toml").write_text((tmp_path / "afx.toml").read_text().replace(
             'listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"\nwebhooks = ["{receiver}"]\n'
-                                      'webhook_backoff_s = 0.2'))
+                                      'webhook_backoff_s = 0.2').replace("preview_s = 0 ", "preview_s = 1.0\n"
+                                                                          "preview_width = 32 "))
         svc.spec("neon", trained=True)
-        svc.track("one.wav")
+        svc.track("one.wav", seconds=4.0)
         try:
             svc.start()
             svc.wait(lambda: svc.events("web.crashed"), timeout=30, what="the web part's crash")
         finally:
             taken.close()
         try:
-            svc.wait(lambda: svc.states() == ["done"], timeout=60, what="the render")
+            svc.wait(lambda: svc.states() == ["done", "done"], timeout=90, what="the preview and the full render")
 
             def status() -> Any:
                 try:
@@ -387,11 +389,82 @@ def test_the_service_serves_the_dashboard_sends_webhooks_and_outlives_a_taken_po
                 return found if found["service"].get("web") else None
 
             found = svc.wait(status, timeout=30, what="the dashboard after the port freed")
-            assert found["service"]["state"] == "running" and found["totals"]["done"] == 1
+            assert found["service"]["state"] == "running" and found["totals"]["done"] == 2
             assert found["service"]["web"] == f"http://127.0.0.1:{port}/"
-            svc.wait(lambda: Receiver.received, timeout=15, what="the webhook")
-            hook = Receiver.received[0]
-            assert hook["event"] == "job.done" and hook["job"]["style"] == "neon" and hook["report"]["ok"] is True
+            svc.wait(lambda: len(Receiver.received) == 2, timeout=15, what="the webhooks")
             assert svc.stop()[0] == 0
         finally:
             svc.cleanup()
+    hooks = sorted(Receiver.received, key=lambda h: h["report"]["video"]["width"])
+    assert [h["event"] for h in hooks] == ["job.done", "job.done"] and hooks[0]["job"]["style"] == "neon"
+    assert [h["report"]["video"]["width"] for h in hooks] == [32, 64] and hooks[1]["report"]["ok"] is True
+    jobs = {("preview" if "preview_s" in json.loads(j["settings_json"]) else "full"): j for j in svc.jobs()}
+    assert jobs["preview"]["started"] <= jobs["full"]["started"]  # claimed first
+    assert jobs["preview"]["started"] < jobs["full"]["updated"]  # …and ran beside it, on its own slot
+    folder = tmp_path / "renders" / "one.wav"
+    preview = json.loads((folder / "neon@preview.json").read_text())
+    assert (folder / "neon@preview.mp4").is_file() and (folder / "neon.mp4").is_file()
+    assert preview["video"]["width"] == 32 and preview["video"]["height"] == 18 and preview["video"]["frames"] == 10
+    assert preview["highlight"]["duration_s"] == 1.0 and "most energetic" in preview["highlight"]["why"]
+    full = json.loads((folder / "neon.json").read_text())
+    assert full["video"]["width"] == 64 and "highlight" not in full
+    assert {e["what"] for e in svc.events("job.start")} == {"preview one.wav × neon", "render one.wav × neon"}
+
+
+# ── quick previews ───────────────────────────────────────────────────────────────────────────────────────
+
+def test_previews_are_claimed_before_older_trainings_and_renders(tmp_path: Path) -> None:
+    from daemon.service.ledger import NewJob, render_key, train_key
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    full = {"width": 64, "height": 36, "fps": 10}
+    preview = {**full, "width": 32, "height": 18, "preview_s": 15.0}
+    jobs = [NewJob(key=render_key("a" * 64, "s1", full), kind="render", style_id="s1", style_name="x",
+                   settings=full, output="o", track_sha="a" * 64, track_path="/t.wav"),
+            NewJob(key=train_key("s2"), kind="train", style_id="s2", style_name="y", settings={}, output="o"),
+            NewJob(key=render_key("a" * 64, "s1", preview), kind="render", style_id="s1", style_name="x",
+                   settings=preview, output="o", track_sha="a" * 64, track_path="/t.wav")]
+    for job in jobs:  # oldest first: the full render, a training, then the preview
+        ledger.ensure_jobs([job])
+    order = [ledger.claim(owner="h:1", lease_s=60, ready=lambda j: True) for _ in jobs]
+    assert [j.label() if j else None for j in order] == ["preview t.wav × x", "train y", "render t.wav × x"]
+    ledger.close()
+
+
+def test_the_preview_lane_takes_previews_only(tmp_path: Path) -> None:
+    """With the normal slot busy on a long full render, a new preview starts on its own slot at once, and
+    a queued full render is never given that slot."""
+    from daemon.service.executor import Slot
+    from daemon.service.ledger import NewJob, render_key
+    from daemon.service.service import Service
+
+    class Busy:
+        """An executor whose normal slot runs a full render: only the preview lane is idle."""
+
+        submitted: ClassVar[list[tuple[str, str]]] = []
+
+        def idle(self) -> list[Slot]:
+            return [Slot(name="cpu#1", device="cpu")]
+
+        def submit(self, item: Any, *, slot: Slot) -> None:
+            Busy.submitted.append((item.label(), slot.name))
+
+    service = Service(load_config(build_world(tmp_path).root / "afx.toml"))
+    service.ledger = Ledger(tmp_path / "state" / "ledger.sqlite3")
+    service.executor = Busy()  # type: ignore[assignment]
+    service.preview_lane = "cpu#1"
+    service._ready = lambda job: True  # type: ignore[method-assign]
+    service._work_item = lambda job: job  # type: ignore[method-assign, assignment, return-value]
+    full = {"width": 64, "height": 36, "fps": 10}
+    new = [NewJob(key=render_key("c" * 64, "s1", s), kind="render", style_id="s1", style_name="x", settings=s,
+                  output="o", track_sha="c" * 64, track_path="/new.wav")
+           for s in (full, {**full, "width": 32, "height": 18, "preview_s": 15.0})]
+    with service.ledger.transaction() as conn:
+        conn.execute("UPDATE jobs SET state = 'done'")  # the world's queued jobs are not this test's
+    service.ledger.ensure_jobs(new[:1])
+    service.dispatch()
+    assert Busy.submitted == []  # a full render never takes the preview lane
+    service.ledger.ensure_jobs(new[1:])
+    service.dispatch()
+    assert Busy.submitted == [("preview new.wav × x", "cpu#1")]
+    service.ledger.close()

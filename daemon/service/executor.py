@@ -135,7 +135,7 @@ def run_render(item: WorkItem, *, device: str, control: JobControl) -> str:
                               fps=int(job.settings["fps"]), device=device)
     out = store_video(config.path("renders"), job.key)  # published by the loop (Service.publish_video)
     render_track(item.track_path, style, settings, out_path=out, ctx=audio_context(config),
-                 on_progress=control.progress,
+                 on_progress=control.progress, highlight_s=job.settings.get("preview_s"),
                  extra_report={"job": {"key": job.key, "attempt": job.attempts, "by": "afx run"}})
     return str(out)
 

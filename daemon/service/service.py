@@ -33,7 +33,8 @@ from daemon.report import failure_report, now_iso, write_json_atomic
 from daemon.service.executor import Executor, Outcome, WorkItem, make_executor, worker_devices
 from daemon.service.ledger import Job, Ledger
 from daemon.service.notify import Notifier
-from daemon.service.planner import Plan, Planner, ProblemBook, Publication, SpecCatalog, style_report_path
+from daemon.service.planner import (Plan, Planner, PreviewSettings, ProblemBook, Publication, SpecCatalog,
+                                    style_report_path)
 from daemon.service.status import HEARTBEAT_S, ledger_path, pid_alive
 from daemon.service.upgrade import upgrade_state
 from daemon.service.watch import FolderWatcher, ScanResult, SettleTracker
@@ -127,6 +128,7 @@ class Service:
         self.abandoned = False  # a job did not stop within the timeout
         self.failures: dict[str, int] = {}  # consecutive failures of each of the loop's duties
         self.scans = 0  # full scans so far (an idle service must not rescan in a loop)
+        self.preview_lane: str | None = None  # the slot that runs only previews
         self._lock_fd: int | None = None
         self.web: Any = None  # daemon.web.server.WebServer while the dashboard is served
         self.webhooks: Any = None  # daemon.web.webhooks.Webhooks
@@ -166,7 +168,10 @@ class Service:
                         progressed=progressed)
         upgrade_state(self.ledger, Library(config.path("library")), renders=config.path("renders"))
         self.devices = worker_devices(config)
-        self.executor: Executor = make_executor(config, self.devices, wake=self.waker.poke)
+        # previews get a slot of their own (on the first device) so that one never waits behind a full render
+        lane = self.devices[:1] if config.web.preview_s > 0 else []
+        self.executor: Executor = make_executor(config, self.devices + lane, wake=self.waker.poke)
+        self.preview_lane = self.executor.idle()[-1].name if lane else None
         self._start_web(access)  # after the forkserver: no job process is forked with the web thread in it
         self.problems = ProblemBook(self.ledger)
         self.folders = self._folders(config)
@@ -241,7 +246,9 @@ class Service:
                               problems=self.problems)
         planner = Planner(ledger=self.ledger, catalog=catalog, library=library, renders=config.path("renders"),
                           default_styles=config.default_styles, hash_file=file_sha256,
-                          limits=config.limits.audio(), on_checked=lambda: self.folders.watcher.changed())
+                          limits=config.limits.audio(), on_checked=lambda: self.folders.watcher.changed(),
+                          previews=PreviewSettings(seconds=config.web.preview_s, width=config.web.preview_width,
+                                                   fps=config.web.preview_fps))
         watcher = FolderWatcher([config.path("inbox"), config.path("specs")], polling=config.polling,
                                 rescan_s=config.rescan_s, wake=self.waker.poke)
         inbox = SettleTracker(settle_s=config.settle_s)
@@ -416,13 +423,19 @@ class Service:
     # ── claiming and running ─────────────────────────────────────────────────────────────────────────────
 
     def dispatch(self) -> None:
-        idle = self.executor.idle()
+        idle = sorted(self.executor.idle(), key=lambda s: s.name != self.preview_lane)  # previews to their lane first
         while idle and self.flags.stop is None:
             slot = idle[0]
             device = slot.device
-            job = self.ledger.claim(owner=self.owner, lease_s=self.config.lease_s, ready=self._ready, worker=device)
+            lane = slot.name == self.preview_lane  # takes previews only
+
+            def ready(job: Job, lane: bool = lane) -> bool:
+                return (job.preview or not lane) and self._ready(job)
+
+            job = self.ledger.claim(owner=self.owner, lease_s=self.config.lease_s, ready=ready, worker=device)
             if job is None:
-                return
+                idle.pop(0)  # nothing this slot may take: the next one may (the preview lane takes less)
+                continue
             if job.attempts > self.config.retries + 1:
                 # started this often without ever ending or progressing (see `start`): it takes the whole
                 # service down

@@ -24,7 +24,7 @@ from daemon.library import Library
 from daemon.naming import report_path
 from daemon.ratings import read_rating, write_rating
 from daemon.service.ledger import QUEUE_ORDER, Job, Ledger
-from daemon.service.planner import read_sidecar
+from daemon.service.planner import PREVIEW_TAG, read_sidecar
 from daemon.service.status import ledger_path, status_snapshot
 
 QUEUE_SHOWN = 100  # queued jobs listed on the overview (the counts cover all of them)
@@ -112,7 +112,8 @@ def tracks(config: ServiceConfig) -> list[dict[str, Any]]:
         if not path.is_file() or not path.is_relative_to(inbox):
             continue
         rel = path.relative_to(inbox).as_posix()
-        renders = [_render_view(config, o) for o in outputs if o["track_path"] == row["path"]]
+        renders = sorted((_render_view(config, o) for o in outputs if o["track_path"] == row["path"]),
+                         key=lambda r: (r["style"], r["preview"]))  # each full video before its preview
         pending = [{**_job_view(j), "error": (j.error or {}).get("summary")} for j in jobs
                    if j.track_sha == row["sha256"] and j.state != "done"]
         try:
@@ -130,6 +131,7 @@ def _render_view(config: ServiceConfig, output: Any) -> dict[str, Any]:
     report = read_json(report_path(video)) or {}
     sheet = video.with_name(f"{video.stem}.sheet.png")
     return {"style": output["style_name"], "video": str(video), "video_url": file_url(config, video),
+            "preview": video.stem.endswith(PREVIEW_TAG),
             "report_url": file_url(config, report_path(video)) if report else None,
             "sheet_url": file_url(config, sheet) if sheet.is_file() else None,
             "metrics": report.get("metrics") or {}, "timing": report.get("timing") or {},

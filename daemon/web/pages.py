@@ -202,8 +202,10 @@ def _render(r: dict[str, Any]) -> str:
              else "")
     sheet = f'<img class="strip" alt="contact sheet" src="{esc(r["sheet_url"])}">' if r.get("sheet_url") else ""
     report = f' · <a href="{esc(r["report_url"])}">report</a>' if r.get("report_url") else ""
-    return (f'<div class="render" data-style="{esc(r["style"])}"><div><b>{esc(r["style"])}</b> '
-            f'<span class="small muted">{esc(r.get("size"))}{report}</span></div>{video}{sheet}'
+    kind = ' <span class="pill state-queued">preview</span>' if r.get("preview") else ""
+    return (f'<div class="render{" preview" if r.get("preview") else ""}" data-style="{esc(r["style"])}"><div>'
+            f'<b>{esc(r["style"])}</b>{kind} <span class="small muted">{esc(r.get("size"))}{report}</span></div>'
+            f'{video}{sheet}'
             f'<table class="small">{cells}</table></div>')
 
 
