@@ -316,17 +316,16 @@ def cmd_run(args: argparse.Namespace, config: ServiceConfig) -> int:
 
 def cmd_web(args: argparse.Namespace, config: ServiceConfig) -> int:
     """The dashboard, read-only, from the ledger and the folders: no service needed (nor disturbed)."""
-    import dataclasses
-
-    import uvicorn
-
-    from daemon.web.app import create_app
     from daemon.web.security import web_access
-    from daemon.web.server import server_config
 
     if args.listen:
         config = dataclasses.replace(config, web=dataclasses.replace(config.web, listen=args.listen))
-    access = web_access(config)
+    access = web_access(config)  # refused at once, before the imports below
+    import uvicorn
+
+    from daemon.web.app import create_app
+    from daemon.web.server import server_config
+
     host = f"[{access.host}]" if ":" in access.host else access.host
     print(f"afx web: read-only dashboard on http://{host}:{access.port}/ (Ctrl-C stops it)"
           + (" — token required" if access.token else ""), flush=True)

@@ -468,3 +468,42 @@ def test_the_preview_lane_takes_previews_only(tmp_path: Path) -> None:
     service.dispatch()
     assert Busy.submitted == [("preview new.wav × x", "cpu#1")]
     service.ledger.close()
+
+
+def test_afx_web_serves_read_only_without_a_service_and_refuses_an_open_address(world: World) -> None:
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    command = [sys.executable, "-m", "daemon.cli", "--config", str(world.root / "afx.toml"), "web", "--listen"]
+    refused = subprocess.run([*command, "0.0.0.0:8750"], capture_output=True, text=True, timeout=60, env=env,
+                             check=False)
+    assert refused.returncode == 2 and "without a token" in refused.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([*command, f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/session", timeout=5) as r:
+                    session = json.loads(r.read())
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "afx web did not start"
+                time.sleep(0.2)
+        assert session["read_only"] is True
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/retry", method="POST",
+                                         data=json.dumps({"key": world.failed_key}).encode(),
+                                         headers={"x-csrf-token": session["csrf"]})
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=5)
+        assert caught.value.code == 403
+        assert job_state(world, world.failed_key) == "bad_input"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
