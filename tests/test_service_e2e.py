@@ -62,12 +62,12 @@ library = "library"
 renders = "renders"
 state = "state"
 
-[limits]
-min_duration_s = 0.5
-
 [web]
 listen = "127.0.0.1:0"  # a free port: services of parallel tests never share one
 preview_s = 0  # no quick previews: these scenarios count full renders (tests/test_web.py covers previews)
+
+[limits]  # last: tests/test_faults.py appends to it
+min_duration_s = 0.5
 """
 
 SPEC = """prompts = ["{prompt}"]
