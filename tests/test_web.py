@@ -88,6 +88,10 @@ def test_another_address_needs_a_token_or_the_service_refuses_to_start(tmp_path:
     (tmp_path / "token").write_text("")
     with pytest.raises(ConfigError, match="empty"):
         web_access(load_config(tmp_path / "afx.toml"))
+    (tmp_path / "afx.toml").write_text('[web]\nenabled = false\nwebhooks = ["http://127.0.0.1:9/", "file:///etc/x"]\n')
+    with pytest.raises(ConfigError, match="file:///etc/x") as caught:
+        Service(load_config(tmp_path / "afx.toml")).start()  # webhooks are checked with the dashboard off too
+    assert caught.value.key == "web.webhooks[1]"
 
 
 def test_loopback_answers_only_to_loopback_host_names(world: World) -> None:

@@ -184,11 +184,10 @@ class Service:
                  ledger=str(self.ledger.path), workers=self.devices, notify=self.notifier.enabled)
 
     def _web_access(self) -> Any:
-        if not self.config.web.enabled:
-            return None
-        from daemon.web.security import web_access
+        from daemon.web.security import check_webhooks, web_access
 
-        return web_access(self.config)
+        check_webhooks(self.config)
+        return web_access(self.config) if self.config.web.enabled else None
 
     def _start_web(self, access: Any) -> None:
         """The dashboard in a thread and the webhook sender: neither can stop the service (see daemon.web)."""

@@ -20,6 +20,7 @@ import ipaddress
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from daemon.config import ServiceConfig
 from daemon.errors import ConfigError
@@ -93,6 +94,15 @@ def web_access(config: ServiceConfig) -> WebAccess:
         raise ConfigError(f"the dashboard would listen on {web.listen} without a token", key="web.listen",
                           hint="set [web] token or token_file, listen on 127.0.0.1, or set [web] enabled = false")
     return WebAccess(host=host, port=port, token=token)
+
+
+def check_webhooks(config: ServiceConfig) -> None:
+    """Webhook URLs are http(s) with a host: a `file:` or typo'd URL is refused at start, not at the first job."""
+    for i, url in enumerate(config.web.webhooks):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"webhook {url!r} is not an http:// or https:// URL", key=f"web.webhooks[{i}]",
+                              hint='e.g. webhooks = ["http://127.0.0.1:9000/afx"]')
 
 
 def host_allowed(access: WebAccess, host_header: str | None) -> bool:
