@@ -86,7 +86,8 @@ def overview(config: ServiceConfig) -> dict[str, Any]:
 
 
 def _job_view(job: Job) -> dict[str, Any]:
-    return {"key": job.key, "kind": job.kind, "label": job.label(), "state": job.state, "track": job.track_path,
+    return {"key": job.key, "kind": job.kind, "preview": job.preview, "label": job.label(), "state": job.state,
+            "track": job.track_path,
             "style": job.style_name, "attempts": job.attempts, "settings": job.settings,
             "not_before": job.not_before or None}
 

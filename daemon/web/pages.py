@@ -167,8 +167,8 @@ def tracks(items: list[dict[str, Any]], names: list[str], *, csrf: str, read_onl
 
 def _track(t: dict[str, Any], names: list[str], *, csrf: str, read_only: bool) -> str:
     renders = "".join(_render(r) for r in t["renders"]) or '<p class="muted">no video yet</p>'
-    jobs = "".join(f'<li>{esc(j["style"])} {_pill(j["state"])} <span class="err small">{esc(j.get("error"))}</span>'
-                   f'</li>' for j in t["jobs"])
+    jobs = "".join(f'<li>{esc(j["style"])}{" preview" if j.get("preview") else ""} {_pill(j["state"])} '
+                   f'<span class="err small">{esc(j.get("error"))}</span></li>' for j in t["jobs"])
     chosen = t["sidecar"]
     choice = (f'sidecar: {", ".join(esc(s) for s in chosen)}' if chosen is not None
               else "no sidecar: the specs' globs, else the default styles")
