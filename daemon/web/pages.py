@@ -131,10 +131,13 @@ def overview(view: dict[str, Any], *, csrf: str, read_only: bool) -> str:
         report = (f'<details><summary>report</summary><pre class="small">{esc(_report_text(f["report"]))}</pre>'
                   f'</details>') if f.get("report") else ""
         link = f' · <a href="{esc(f["report_url"])}">JSON</a>' if f.get("report_url") else ""
-        failures.append(f'<tr class="failure" data-key="{esc(f["key"])}"><td>{esc(f.get("time"))}</td>'
+        hint = f.get("hint") if f.get("hint") and f["hint"] not in (f.get("error") or "") else None
+        when = str(f.get("time") or "")[:19].replace("T", " ")
+        failures.append(f'<tr class="failure" data-key="{esc(f["key"])}"><td class="small">{esc(when)}</td>'
                         f'<td>{esc(f["label"])}</td><td>{_pill(f["state"])}</td><td><span class="err">'
-                        f'{esc(f.get("error"))}</span><div class="small muted">{esc(f.get("hint"))}</div>{report}'
-                        f'{link}</td><td>{retry}</td></tr>')
+                        f'{esc(f.get("error"))}</span>'
+                        + (f'<div class="small muted">{esc(hint)}</div>' if hint else "")
+                        + f'{report}{link}</td><td>{retry}</td></tr>')
     failures_html = (f'<table><tr><th>time</th><th>job</th><th>state</th><th>error</th><th></th></tr>'
                      f'{"".join(failures)}</table>') if failures else '<p class="muted">no failures</p>'
     problems = "".join(f'<li><span class="err">{esc(p.get("error"))}</span> <span class="small muted">'
