@@ -18,6 +18,7 @@ from urllib.parse import quote
 import tomli_w
 
 from daemon.atomic import atomic_write_text
+from daemon.board import write_mood_board
 from daemon.config import ServiceConfig
 from daemon.errors import AfxError, LedgerError, SpecError, StyleError
 from daemon.library import Library
@@ -244,8 +245,6 @@ def rate(config: ServiceConfig, name: str, style_id: str, stars: int, note: str)
         raise StyleError(f"no style {name!r} with id {style_id!r} in the library", path=library.root,
                          hint="reload the page: the library changed")
     rating = write_rating(entry.folder, stars=stars, note=note)
-    from daemon.board import write_mood_board  # PIL: only when a rating changes the board
-
     write_mood_board(library)  # library/index.html shows it at once
     return {"name": name, "id": style_id, "rating": asdict(rating)}
 
