@@ -55,6 +55,8 @@ def test_afx_render_highlight_writes_the_window_and_its_report(tmp_path: Path) -
     assert "highlight: 2 s from" in out.stdout
     video = next((tmp_path / "renders").rglob("random-1@64x36-10fps@highlight-2s.mp4"))
     report = json.loads(video.with_suffix(".json").read_text())
+    from daemon.report import Report
+    assert Report.load(video.with_suffix(".json")).highlight == report["highlight"]  # the schema knows it
     h = report["highlight"]
     assert 2.5 <= h["start_s"] <= 3.5 and h["duration_s"] == 2.0 and "most energetic" in h["why"]
     assert report["video"]["frames"] == 20

@@ -32,7 +32,8 @@ table{border-collapse:collapse}td,th{border-bottom:1px solid #333;padding:.35rem
 .state-running{background:#246}.state-queued{background:#444}.state-done{background:#253}.state-failed{background:#622}
 .state-bad_input{background:#642}.bar{height:10px;background:#333;border-radius:5px;overflow:hidden;width:260px}
 .bar div{height:100%;background:#4a8}.swatch{display:inline-block;width:18px;height:18px;border-radius:3px;margin-right:2px}
-video{width:100%;max-width:640px;background:#000;border-radius:4px}.render img.strip{max-width:640px}.render{border-top:1px solid #333;padding-top:.6rem;margin-top:.6rem}
+video{width:100%;max-width:640px;background:#000;border-radius:4px}.render img.strip{max-width:640px}
+.render{border-top:1px solid #333;padding-top:.6rem;margin-top:.6rem}
 button{background:#2a5d8a;color:#fff;border:0;border-radius:4px;padding:.3rem .8rem;cursor:pointer}
 textarea{width:100%;background:#222;color:#eee;border:1px solid #444}label{margin-right:.6rem}
 .stars{color:#fc4;letter-spacing:1px}.warn{background:#a40;color:#fff;border-radius:4px;padding:0 .4rem;font-size:.8rem}
