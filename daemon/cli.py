@@ -349,6 +349,8 @@ def cmd_status(args: argparse.Namespace, config: ServiceConfig) -> int:
     svc, t, w = snap["service"], snap["totals"], snap["waiting"]
     state = svc["state"] + (f" (pid {svc['pid']}, up {svc['uptime_s']:.0f} s)" if svc.get("uptime_s") is not None else "")
     print(f"service: {state} — ledger {snap['ledger']}")
+    if svc.get("web") and svc.get("uptime_s") is not None:
+        print(f"web:     {svc['web']} (the dashboard)")
     print(f"queue:   {t['queued']} queued ({w['backoff']} backing off, {w['blocked_by_training']} blocked by a failed"
           f" training), {t['running']} running")
     for r in snap["running"]:

@@ -262,7 +262,7 @@ def test_every_api_route_answers_and_is_documented(world: World) -> None:
     assert {t["name"] for t in tracks} == {EVIL_TRACK, "calm.wav"}
 
 
-def test_metrics_for_prometheus(world: World) -> None:
+def test_metrics_for_prometheus(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     families = {f.name: f for f in text_string_to_metric_families(client(world).get("/metrics").text)}
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
     assert samples[("afx_jobs", (("kind", "render"), ("state", "done")))] == 1
@@ -279,6 +279,12 @@ def test_metrics_for_prometheus(world: World) -> None:
     ledger.close()
     text = client(world).get("/metrics").text
     assert 'afx_device_running_jobs{device="cpu"} 0.0' in text and "afx_service_up 1.0" in text
+    from daemon.cli import main
+    ledger = Ledger(world.root / "state" / "ledger.sqlite3", create=False)
+    ledger.set_meta("service", {**ledger.get_meta("service"), "web": "http://127.0.0.1:8750/"})
+    ledger.close()
+    assert main(["--config", str(world.root / "afx.toml"), "status"]) == 0  # afx status names the dashboard
+    assert "web:     http://127.0.0.1:8750/ (the dashboard)" in capsys.readouterr().out
 
 
 # ── webhooks ─────────────────────────────────────────────────────────────────────────────────────────────
