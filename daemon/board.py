@@ -63,7 +63,18 @@ def _card(meta: dict[str, Any], folder: Path, root: Path) -> str:
             f"{html.escape(str(guidance.get('pretrained')))} · similarity "
             f"{'—' if sim is None else f'{sim:.4f}'} · {training.get('seconds', '—')} s · "
             f"{html.escape(str(meta.get('created', ''))[:16])} · id {html.escape(meta['id'])}</div>"
-            f"{_metrics_line(training.get('metrics') or {})}</div></div>")
+            f"{_metrics_line(training.get('metrics') or {})}{_rating_line(folder)}</div></div>")
+
+
+def _rating_line(folder: Path) -> str:
+    """The style's rating from the dashboard (daemon.ratings), when it has one."""
+    from daemon.ratings import read_rating, stars_text
+
+    rating = read_rating(folder)
+    if rating is None:
+        return ""
+    return (f"<div class=\"meta\">rating <span style=\"color:#fc4\">{stars_text(rating)}</span> "
+            f"{html.escape(rating.note)}</div>")
 
 
 def write_mood_board(library: Library) -> Path:

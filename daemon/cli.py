@@ -7,6 +7,7 @@ the traceback goes to the log only with --verbose.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -23,6 +24,7 @@ from daemon.errors import AfxError, RenderError
 from daemon.library import Library, resolve_style
 from daemon.logs import configure_logging, get_logger
 from daemon.naming import settings_tag, track_video
+from daemon.ratings import read_rating, stars_text
 from daemon.service.status import retry_jobs, status_snapshot
 from daemon.spec import StyleSpec, load_spec, load_specs
 from daemon.tracks import inbox_references
@@ -82,15 +84,23 @@ def cmd_render(args: argparse.Namespace, config: ServiceConfig) -> int:
     settings = RenderSettings(width=width, height=height, fps=own["fps"] if args.fps is None else args.fps,
                               device=args.device or config.device)
     _check_flags(settings)
+    if args.highlight is not None and not 1 <= args.highlight <= 3600:
+        raise AfxError(f"--highlight {args.highlight:g} is not a length in seconds", key="--highlight",
+                       hint="e.g. --highlight 30 (1 to 3600 s)")
     tag = settings_tag({"width": settings.width, "height": settings.height, "fps": settings.fps}, own)
+    if args.highlight:  # `@` never appears in a style's file name (daemon.naming)
+        tag += f"@highlight-{args.highlight:g}s"
     out = Path(args.output) if args.output else track_video(
         Path(args.audio), style.name, renders=config.path("renders"), inbox=config.path("inbox"), tag=tag)
     update, close = _progress(f"render {Path(args.audio).name}", "frame")
     try:
         report = render_track(Path(args.audio), style, settings, out_path=out, ctx=audio_context(config),
-                              on_progress=update)
+                              on_progress=update, highlight_s=args.highlight)
     finally:
         close()
+    if report.highlight is not None:
+        h = report.highlight
+        print(f"highlight: {h['duration_s']:g} s from {h['start_s']:g} s — {h['why']}")
     t, m = report.timing, report.metrics
     speed = f"{t.realtime_factor:.2f}x" if t.realtime_factor is not None else "—"
     print(f"rendered {report.video.frames} frames in {t.total_s:.1f} s "
@@ -270,14 +280,16 @@ def _sweep_report(path: Path, variants: list[Any], library: Any, config: Service
 def cmd_library(args: argparse.Namespace, config: ServiceConfig) -> int:
 
     entries = Library(config.path("library")).entries()
+    ratings = {e.folder: read_rating(e.folder) for e in entries}
     if args.json:
         print(json.dumps([{"name": e.name, "id": e.style_id, "folder": str(e.folder), **{
-            k: e.meta.get(k) for k in ("created", "guidance", "training")}} for e in entries], indent=2))
+            k: e.meta.get(k) for k in ("created", "guidance", "training")},
+            "rating": dataclasses.asdict(r) if (r := ratings[e.folder]) else None} for e in entries], indent=2))
         return 0
     if not entries:
         print(f"the library {config.path('library')} is empty: train a style with `afx train specs/NAME.toml`")
         return 0
-    print(f"{'':2}{'name':<28}{'id':<18}{'CLIP model':<26}{'similarity':>11}{'train s':>9}  created")
+    print(f"{'':2}{'name':<28}{'id':<18}{'CLIP model':<26}{'similarity':>11}{'train s':>9}  {'created':<17} rating")
     previous = None
     for e in entries:
         g, t = e.meta.get("guidance") or {}, e.meta.get("training") or {}
@@ -286,7 +298,8 @@ def cmd_library(args: argparse.Namespace, config: ServiceConfig) -> int:
         newest = "▸ " if e.name != previous else "  "
         previous = e.name
         print(f"{newest}{e.name[:27]:<28}{e.style_id:<18}{model[:25]:<26}{'—' if sim is None else f'{sim:.4f}':>11}"
-              f"{t.get('seconds', '—'):>9}  {e.created[:16]}")
+              f"{t.get('seconds', '—'):>9}  {e.created[:16]:<17} {stars_text(rating := ratings[e.folder])}"
+              + (f" {rating.note[:40]}" if rating and rating.note else ""))
     print("▸ newest version of a name (its default); * untrained guidance model")
     return 0
 
@@ -307,6 +320,25 @@ def cmd_run(args: argparse.Namespace, config: ServiceConfig) -> int:
     return Service(config, config_file=path.resolve() if path else None).run()
 
 
+def cmd_web(args: argparse.Namespace, config: ServiceConfig) -> int:
+    """The dashboard, read-only, from the ledger and the folders: no service needed (nor disturbed)."""
+    from daemon.web.security import web_access
+
+    if args.listen:
+        config = dataclasses.replace(config, web=dataclasses.replace(config.web, listen=args.listen))
+    access = web_access(config)  # refused at once, before the imports below
+    import uvicorn
+
+    from daemon.web.app import create_app
+    from daemon.web.server import server_config
+
+    host = f"[{access.host}]" if ":" in access.host else access.host
+    print(f"afx web: read-only dashboard on http://{host}:{access.port}/ (Ctrl-C stops it)"
+          + (" — token required" if access.token else ""), flush=True)
+    uvicorn.Server(server_config(create_app(config, access, read_only=True), access)).run()
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, config: ServiceConfig) -> int:
     snap = status_snapshot(config)
     if args.json:
@@ -315,6 +347,8 @@ def cmd_status(args: argparse.Namespace, config: ServiceConfig) -> int:
     svc, t, w = snap["service"], snap["totals"], snap["waiting"]
     state = svc["state"] + (f" (pid {svc['pid']}, up {svc['uptime_s']:.0f} s)" if svc.get("uptime_s") is not None else "")
     print(f"service: {state} — ledger {snap['ledger']}")
+    if svc.get("web") and svc.get("uptime_s") is not None:
+        print(f"web:     {svc['web']} (the dashboard)")
     print(f"queue:   {t['queued']} queued ({w['backoff']} backing off, {w['blocked_by_training']} blocked by a failed"
           f" training), {t['running']} running")
     for r in snap["running"]:
@@ -404,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, help="WIDTHxHEIGHT (default: the style's [render] size, else 1280x720)")
     p.add_argument("--fps", type=int, help="frames per second (default: the style's, else 30)")
     p.add_argument("--device", help="auto | cpu | cuda (default from config: auto)")
+    p.add_argument("--highlight", type=float, metavar="SECONDS",
+                   help="render only the track's most energetic SECONDS (a demo clip; default name "
+                        "<style>@highlight-SECONDSs.mp4); its report says where it starts and why")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("export", help="a style as a GLSL shader, or as an HTML player of a track (WebGL2)")
@@ -454,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="the service: watch inbox/ and specs/, train and render everything assigned")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("web", help="serve the dashboard read-only from the ledger and folders (no service needed)")
+    p.add_argument("--listen", help="HOST:PORT (default [web] listen: 127.0.0.1:8750); not loopback needs a token")
+    p.set_defaults(func=cmd_web)
     p = sub.add_parser("status", help="the service's queue, running job, counts and last errors (from its ledger)")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=cmd_status)

@@ -87,6 +87,25 @@ class ExecutorSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """The dashboard (docs/SERVICE.md, *The dashboard*): where it listens, who may use it, whom it tells."""
+
+    enabled: bool = True  # the service serves the dashboard (`afx web` serves it without the service)
+    listen: str = "127.0.0.1:8750"  # HOST:PORT; any address but loopback needs a token
+    token: str = ""  # a shared secret every request must carry (Authorization: Bearer, or ?token= once)
+    token_file: str = ""  # …or read from this file (kept out of afx.toml); relative to the config's folder
+    webhooks: tuple[str, ...] = ()  # URLs that get a POST with the report of every finished or failed job
+    webhook_retries: int = field(default=5, metadata=bounds(lo=0, hi=20))  # attempts after the first
+    webhook_backoff_s: float = field(default=2.0, metadata=bounds(lo=0.01, hi=3600.0))  # first wait, doubling
+    webhook_timeout_s: float = field(default=10.0, metadata=bounds(lo=0.1, hi=300.0))  # one POST, at most
+    # quick previews: each new (track, style) pair first gets a short low-resolution clip of the track's most
+    # energetic window, on a slot of its own, before any full render; 0 turns them off
+    preview_s: float = field(default=15.0, metadata=bounds(lo=0.0, hi=600.0))  # seconds of a preview
+    preview_width: int = field(default=320, metadata=bounds(lo=16, hi=3840))  # at most this wide (aspect kept)
+    preview_fps: int = field(default=15, metadata=bounds(lo=1, hi=120))  # at most this many frames a second
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """Everything `afx run` needs; also the defaults for the one-shot commands."""
 
@@ -94,6 +113,7 @@ class ServiceConfig:
     limits: Limits = Limits()
     embeddings: Embeddings = Embeddings()
     executor: ExecutorSettings = ExecutorSettings()
+    web: WebSettings = WebSettings()
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     workers: int = field(default=0, metadata=bounds(lo=0, hi=64))  # 0: one per GPU, one on CPU
     settle_s: float = field(default=5.0, metadata=bounds(lo=0.0, hi=3600.0))  # stable size+mtime this long

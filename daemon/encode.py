@@ -35,13 +35,18 @@ class VideoWriter:
     """Streams uint8 RGB frames [B, H, W, 3] into an MP4 with `audio_path`'s sound muxed in."""
 
     def __init__(self, out_path: Path, *, width: int, height: int, fps: float, audio_path: Path,
-                 settings: EncodeSettings = EncodeSettings()) -> None:
+                 settings: EncodeSettings = EncodeSettings(), audio_start_s: float = 0.0,
+                 audio_duration_s: float | None = None) -> None:
         self.out_path = Path(out_path)
         self.frame_bytes = width * height * 3
         self.frames_written = 0
         video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
         # absolute paths: a name starting with '-' or containing ':' is never read as an option or protocol
-        audio = ffmpeg.input(str(Path(audio_path).resolve())).audio
+        # a window of the track (a highlight, a preview): its stretch of the sound, from its first frame
+        window = {"ss": f"{audio_start_s:.3f}"} if audio_start_s > 0 else {}
+        if audio_duration_s is not None:
+            window["t"] = f"{audio_duration_s:.3f}"
+        audio = ffmpeg.input(str(Path(audio_path).resolve()), **window).audio
         stream = (
             ffmpeg.output(video, audio, str(self.out_path.resolve()), f="mp4", vcodec="libx264", pix_fmt="yuv420p",
                           preset=settings.preset, crf=settings.crf, acodec="aac",

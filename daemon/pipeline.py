@@ -32,6 +32,7 @@ from daemon.encode import EncodeSettings, VideoWriter, verify_video
 from daemon.errors import AfxError, RenderError, TrackRemoved, storage_errors
 from daemon.export.player import check_player_path, write_player
 from daemon.guidance import load_guide
+from daemon.highlight import best_window
 from daemon.library import Library
 from daemon.logs import Logger, get_logger
 from daemon.metrics import TemporalMetrics
@@ -130,10 +131,12 @@ def check_track_unchanged(path: Path, before: tuple[int, int] | None) -> None:
 
 def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, out_path: Path,
                  ctx: AudioContext = AudioContext(), encode: EncodeSettings = EncodeSettings(),
-                 on_progress: Progress | None = None, job: RenderJob | None = None) -> Report:
+                 on_progress: Progress | None = None, job: RenderJob | None = None,
+                 highlight_s: float | None = None) -> Report:
     """Render `audio_path` with `style` to `out_path` (+ its JSON report); returns the report.
 
-    `job`: the service's job, recorded in the report."""
+    `job`: the service's job, recorded in the report. `highlight_s`: only the track's most energetic window
+    of that length (daemon.highlight); the report's `highlight` section says where it starts and why."""
     started = time.perf_counter()
     settings.validate()
     out_path = Path(out_path)
@@ -147,13 +150,15 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
         track, timeline, _ = track_features(Path(audio_path), style.features.sets, fps=settings.fps, ctx=ctx,
                                             plan=plan_for_style(style))
         features_s = time.perf_counter() - started
+        window = best_window(timeline, seconds=highlight_s) if highlight_s else None
+        frames = (window.start, window.stop) if window else (0, timeline.n_frames)
         render_started = time.perf_counter()
         # the scratch name records its owner (host and pid): sweep_scratch removes it once that process is gone
         with storage_errors(out_path, "publishing the video"), atomic_path(out_path) as scratch:
             measured = encode_video(style, timeline, settings, audio_path=Path(audio_path), scratch=scratch,
-                                   device=device, encode=encode, on_progress=on_progress)
+                                    device=device, encode=encode, on_progress=on_progress, frames=frames)
             probe = verify_video(scratch, width=settings.width, height=settings.height, fps=settings.fps,
-                                 frames=timeline.n_frames)
+                                 frames=frames[1] - frames[0])
             check_track_unchanged(Path(audio_path), taken)
     except BaseException as e:
         remove_empty(created)
@@ -166,11 +171,12 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
         raise
     render_s = time.perf_counter() - render_started
     timing = TimingSection.of(features_s=features_s, render_s=render_s, total_s=time.perf_counter() - started,
-                              track_s=track.duration_s)
+                              track_s=window.duration_s if window else track.duration_s)
     metrics, palette_match = measured
     report = Report.for_render(track=track, style=style, timeline=timeline, settings=settings, out_path=out_path,
                                probe=probe, timing=timing, metrics=metrics, device=device_name(device), job=job,
-                               palette_match=palette_match)
+                               palette_match=palette_match, frames=frames[1] - frames[0],
+                               highlight=window.to_report() if window else None)
     with storage_errors(out_path, "writing the report"):
         report.write(out_path.with_suffix(".json"))
     return report
@@ -178,26 +184,31 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
 
 def encode_video(style: Style, timeline: FeatureTimeline, settings: RenderSettings, *, audio_path: Path,
                  scratch: Path, device: torch.device, encode: EncodeSettings,
-                 on_progress: Progress | None) -> tuple[Metrics, float | None]:
-    """Stream the rendered frames into ffmpeg; returns the temporal metrics and the palette match."""
+                 on_progress: Progress | None, frames: tuple[int, int] | None = None) -> tuple[Metrics, float | None]:
+    """Stream the rendered frames (all, or `frames` = (start, stop) of the track) into ffmpeg; returns the
+    temporal metrics and the palette match."""
+    start, stop = frames or (0, timeline.n_frames)
+    total = stop - start
     writer = VideoWriter(scratch, width=settings.width, height=settings.height, fps=settings.fps,
-                         audio_path=audio_path, settings=encode)
-    metrics = TemporalMetrics(timeline.n_frames, fps=settings.fps)
-    match = PaletteMatch(style.palette, timeline.n_frames)
+                         audio_path=audio_path, settings=encode, audio_start_s=start / settings.fps,
+                         audio_duration_s=total / settings.fps if frames else None)
+    metrics = TemporalMetrics(total, fps=settings.fps)
+    match = PaletteMatch(style.palette, total)
     try:
         done = 0
-        for batch in render_frames(style, timeline, settings, device=device):
+        for batch in render_frames(style, timeline, settings, device=device, start=start, stop=stop):
             metrics.update(batch)
             match.update(batch)
             writer.write(batch.cpu().numpy())
             done += batch.shape[0]
             if on_progress:
-                on_progress(done, timeline.n_frames)
+                on_progress(done, total)
         writer.close()
     except BaseException:
         writer.abort()
         raise
-    return metrics.result(timeline.onset, level=timeline.channel_values()[:, 2]), match.result()
+    return (metrics.result(timeline.onset[start:stop], level=timeline.channel_values()[start:stop, 2]),
+            match.result())
 
 
 def palette_colours(style: Style) -> list[str] | None:

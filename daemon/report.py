@@ -235,7 +235,7 @@ class RenderJob(ReportSection):
 class Report(ReportSection):
     """A finished render: beside every video as VIDEO.json (docs/SERVICE.md, *Reports*)."""
 
-    OPTIONAL = frozenset({"job", "published", "palette_match", "palette"})
+    OPTIONAL = frozenset({"job", "published", "palette_match", "palette", "highlight"})
 
     schema: str = REPORT_SCHEMA
     ok: bool = True
@@ -254,20 +254,27 @@ class Report(ReportSection):
     versions: dict[str, str]
     job: RenderJob | None = None  # the service's job (absent for `afx render`)
     published: str | None = None  # when the service linked the video into place
+    # a clip of the track's most energetic window (`afx render --highlight`, quick previews):
+    # daemon.highlight.Window.to_report() — where it starts and why
+    highlight: dict[str, Any] | None = None
 
     @classmethod
     def for_render(cls, *, track: Track, style: Style, timeline: FeatureTimeline, settings: RenderSettings,
                    out_path: Path, probe: dict[str, Any], timing: TimingSection, metrics: Metrics, device: str,
-                   job: RenderJob | None = None, palette_match: float | None = None) -> Report:
-        """The report of a render of `track` with `style` into `out_path` (`probe`: `verify_video`'s)."""
+                   job: RenderJob | None = None, palette_match: float | None = None, frames: int | None = None,
+                   highlight: dict[str, Any] | None = None) -> Report:
+        """The report of a render of `track` with `style` into `out_path` (`probe`: `verify_video`'s);
+        `frames` and `highlight` when it is a clip of a window of the track (daemon.highlight)."""
         video = VideoSection(path=str(out_path), width=settings.width, height=settings.height, fps=settings.fps,
-                             frames=timeline.n_frames, duration_s=round(float(probe["duration_s"]), 4),
+                             frames=timeline.n_frames if frames is None else frames,
+                             duration_s=round(float(probe["duration_s"]), 4),
                              bytes=int(probe["bytes"]), video_codec=str(probe["video_codec"]),
                              audio_codec=str(probe["audio_codec"]))
         return cls(track=TrackSection.of(track), style=StyleSection.of(style), features=FeaturesSection.of(timeline),
                    video=video, timing=timing, metrics=metrics, device=device, versions=versions(), job=job,
                    palette_match=palette_match,
-                   palette=list(style.palette.colors) if style.palette is not None else None)
+                   palette=list(style.palette.colors) if style.palette is not None else None,
+                   highlight=highlight)
 
     @classmethod
     def from_dict(cls, data: Any, *, where: str = "report") -> Report:

@@ -22,6 +22,12 @@ if [ "${AFX_BROWSER:-1}" != "0" ] && ! command -v chromium >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
+# tests/test_web_browser.py drives the dashboard in that chromium with selenium through Debian's chromedriver
+if [ "${AFX_BROWSER:-1}" != "0" ] && ! command -v chromedriver >/dev/null 2>&1; then
+  echo "bootstrap: installing chromium-driver from Debian (the dashboard's browser tests; AFX_BROWSER=0 skips)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium-driver >/dev/null
+fi
 
 "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "afx needs Python 3.11+"'
 if [ ! -x .venv/bin/python ]; then

@@ -63,7 +63,11 @@ library = "library"
 renders = "renders"
 state = "state"
 
-[limits]
+[web]
+listen = "127.0.0.1:0"  # a free port: services of parallel tests never share one
+preview_s = 0  # no quick previews: these scenarios count full renders (tests/test_web.py covers previews)
+
+[limits]  # last: tests/test_faults.py appends to it
 min_duration_s = 0.5
 """
 

@@ -65,3 +65,14 @@ def test_the_unit_keeps_what_afx_needs() -> None:
     assert int(settings["TimeoutStopSec"][0]) > 60  # afx's default stop_timeout_s, plus room to exit
     for forbidden in ("MemoryDenyWriteExecute", "PrivateDevices", "ProcSubset"):  # JIT, GPUs, /proc/driver
         assert forbidden not in settings, forbidden
+
+
+def test_the_unit_lets_afx_bind_the_dashboard_port_and_nothing_else() -> None:
+    from daemon.config import WebSettings
+    from daemon.web.security import parse_listen
+
+    lines = UNIT.read_text().splitlines()
+    _, port = parse_listen(WebSettings().listen)
+    assert f"SocketBindAllow=tcp:{port}" in lines and "SocketBindDeny=any" in lines
+    families = next(line for line in lines if line.startswith("RestrictAddressFamilies="))
+    assert "AF_INET " in families and "AF_INET6" in families  # the dashboard listens on TCP

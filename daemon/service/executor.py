@@ -120,7 +120,8 @@ def run_render(item: WorkItem, *, device: str, control: JobControl) -> str:
                               fps=int(job.settings["fps"]), device=device)
     out = store_video(config.path("renders"), job.key)  # published by the loop (Service.publish_video)
     render_track(item.track_path, style, settings, out_path=out, ctx=AudioContext.for_config(config),
-                 on_progress=control.progress, job=RenderJob(key=job.key, attempt=job.attempts))
+                 on_progress=control.progress, job=RenderJob(key=job.key, attempt=job.attempts),
+                 highlight_s=job.settings.get("preview_s"))
     return str(out)
 
 

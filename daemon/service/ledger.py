@@ -31,6 +31,10 @@ RENDERER_VERSION = "afx.render/1"
 #: job states. superseded: queued work whose style version is no longer current (an edited spec).
 STATES = ("queued", "running", "done", "failed", "bad_input", "superseded")
 KINDS = ("train", "render")
+#: a quick preview is a render whose settings carry its length (`preview_s`; see Planner._jobs_for)
+PREVIEW_SQL = "(kind = 'render' AND settings_json LIKE '%\"preview_s\":%')"
+#: the order queued jobs are claimed in (and shown on the dashboard): previews, trainings, renders; oldest first
+QUEUE_ORDER = f"CASE WHEN {PREVIEW_SQL} THEN 0 WHEN kind = 'train' THEN 1 ELSE 2 END, created, rowid"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -174,11 +178,17 @@ class Job:
                    progress_done=row["progress_done"], progress_total=row["progress_total"],
                    started=row["started"], worker=row["worker"], created=row["created"], updated=row["updated"])
 
+    @property
+    def preview(self) -> bool:
+        """A quick preview: a short low-resolution render of the track's most energetic window."""
+        return self.kind == "render" and "preview_s" in self.settings
+
     def label(self) -> str:
-        """`train neon` / `render song.wav × neon`: how logs and `afx status` name a job."""
+        """`train neon` / `render song.wav × neon` / `preview song.wav × neon`: how logs and `afx status`
+        name a job."""
         if self.kind == "train":
             return f"train {self.style_name}"
-        return f"render {Path(self.track_path or '?').name} × {self.style_name}"
+        return f"{'preview' if self.preview else 'render'} {Path(self.track_path or '?').name} × {self.style_name}"
 
 
 class Ledger:
@@ -389,7 +399,8 @@ class Ledger:
 
     def claim(self, *, owner: str, lease_s: float, ready: Callable[[Job], bool],
               worker: str | None = None, now: float | None = None) -> Job | None:
-        """Atomically move the first ready queued job (trainings first, then oldest) to running.
+        """Atomically move the first ready queued job (previews, then trainings, then renders; oldest first
+        within each) to running.
 
         Renders whose style still has an unfinished (or failed) training are not even candidates, so a
         large backlog behind one failed training never hides the jobs that can run.
@@ -399,7 +410,7 @@ class Ledger:
             rows = conn.execute(
                 "SELECT * FROM jobs WHERE state = 'queued' AND not_before <= ? AND NOT (kind = 'render' AND style_id IN"
                 " (SELECT style_id FROM jobs WHERE kind = 'train' AND state NOT IN ('done', 'superseded')))"
-                " ORDER BY CASE kind WHEN 'train' THEN 0 ELSE 1 END, created, rowid", (now,))
+                f" ORDER BY {QUEUE_ORDER}", (now,))
             for row in rows:
                 job = Job.from_row(row)
                 if not ready(job):

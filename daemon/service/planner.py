@@ -44,6 +44,25 @@ def style_report_path(renders: Path, style_name: str) -> Path:
     return renders / STYLE_REPORTS / f"{style_stem(style_name)}.error.json"
 
 
+@dataclass(frozen=True)
+class PreviewSettings:
+    """Quick previews (`[web] preview_*`): a short, small clip of the track's most energetic window."""
+
+    seconds: float = 15.0  # 0: none
+    width: int = 320  # at most this wide
+    fps: int = 15  # at most this many frames a second
+
+    def settings(self, spec: StyleSpec) -> dict[str, Any]:
+        """A preview's render settings: the spec's, scaled down (even sizes, for yuv420p), plus its length."""
+        width = min(spec.render.width, self.width)
+        height = max(2, round(spec.render.height * width / spec.render.width / 2) * 2)
+        return {"width": width - width % 2, "height": height, "fps": min(spec.render.fps, self.fps),
+                "preview_s": self.seconds}
+
+
+PREVIEW_TAG = "@preview"  # renders/<track>/<style>@preview.mp4 (`@` never appears in a style's file name)
+
+
 def spec_from_dict(data: dict[str, Any], *, limits: Limits) -> StyleSpec:
     """Rebuild a StyleSpec from `StyleSpec.to_dict()` (the ledger's copy); its id must come out the same."""
     table = {k: v for k, v in data.items() if k not in ("style_id", "source", "variant")}
@@ -302,17 +321,21 @@ class Planner:
 
     def __init__(self, *, ledger: Ledger, catalog: SpecCatalog, library: Library, renders: Path,
                  default_styles: tuple[str, ...], hash_file: Callable[[Path], str],
-                 limits: Limits = Limits(), on_checked: Callable[[], None] = lambda: None) -> None:
+                 limits: Limits = Limits(), on_checked: Callable[[], None] = lambda: None,
+                 previews: PreviewSettings = PreviewSettings(seconds=0.0)) -> None:
         self.ledger = ledger
         self.catalog = catalog
         self.library = library
         self.renders = renders
         self.default_styles = default_styles
         self.checks = TrackChecks(limits=limits, hash_file=hash_file, on_done=on_checked)
+        self.previews = previews
+        self._done: set[str] = set()  # finished renders, read once per plan
         self._hashes: dict[Path, tuple[int, int, str | AfxError]] = {}
 
     def plan(self, inbox: ScanResult, *, tick: Callable[[], None] = lambda: None) -> Plan:
         plan = Plan()
+        self._done = self.ledger.done_renders() if self.previews.seconds > 0 else set()
         for path, reason in inbox.refused:
             rel = PurePosixPath(path.relative_to(inbox.root).as_posix())
             error = AfxError(f"refused: {reason}", path=path, hint=refusal_hint(reason) or None)
@@ -333,12 +356,14 @@ class Planner:
             plan.tracks.append(track)
             styles = self._assign(track, settled, inbox.pending, plan)
             for spec in styles:
-                plan.jobs.extend(self._jobs_for(track, spec))
-                # no settings tag: the service renders a style at its own settings
-                video = track_video(track.file.path, spec.name, renders=self.renders, inbox=inbox.root)
-                plan.outputs.append(Publication(video=video,
-                                                key=plan.jobs[-1].key, track_path=str(track.file.path),
-                                                style_name=spec.name))
+                jobs = self._jobs_for(track, spec)
+                plan.jobs.extend(jobs)
+                for job in (j for j in jobs if j.kind == "render"):  # the video, and its preview while it is new
+                    # no settings tag: the service renders a style at its own settings
+                    tag = PREVIEW_TAG if "preview_s" in job.settings else ""
+                    video = track_video(track.file.path, spec.name, renders=self.renders, inbox=inbox.root, tag=tag)
+                    plan.outputs.append(Publication(video=video, key=job.key, track_path=str(track.file.path),
+                                                    style_name=spec.name))
         return plan
 
     def inbox_report(self, rel: PurePosixPath) -> Path:
@@ -406,9 +431,13 @@ class Planner:
             jobs.append(NewJob(key=train_key(spec.style_id), kind="train", style_id=spec.style_id,
                                style_name=spec.name, settings={},
                                output=str(self.library.folder_for(spec.name, spec.style_id))))
-        settings = spec.render.settings()
-        key = render_key(track.sha256, spec.style_id, settings)
-        jobs.append(NewJob(key=key, kind="render", style_id=spec.style_id, style_name=spec.name,
-                           settings=settings, output=str(store_video(self.renders, key)),
-                           track_sha=track.sha256, track_path=str(track.file.path)))
-        return jobs
+        full = render_key(track.sha256, spec.style_id, spec.render.settings())
+        wanted: list[dict[str, Any]] = [dict(spec.render.settings())]
+        if self.previews.seconds > 0 and full not in self._done:  # a new pair: its preview comes first
+            wanted.insert(0, self.previews.settings(spec))
+        for settings in wanted:
+            key = render_key(track.sha256, spec.style_id, settings)
+            jobs.append(NewJob(key=key, kind="render", style_id=spec.style_id, style_name=spec.name,
+                               settings=settings, output=str(store_video(self.renders, key)),
+                               track_sha=track.sha256, track_path=str(track.file.path)))
+        return jobs  # the full render last

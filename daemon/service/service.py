@@ -10,6 +10,7 @@ and its scratch files are removed. systemd is told READY / WATCHDOG / STATUS / S
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import select
 import shutil
@@ -27,14 +28,15 @@ from daemon.audio.decode import file_sha256
 from daemon.config import ServiceConfig, load_config
 from daemon.errors import (AfxError, AudioError, ConfigError, JobCrashed, LedgerError, StorageError,
                            TrackRemoved, storage_errors)
-from daemon.library import Library
+from daemon.library import STYLE_FILE, Library
 from daemon.logs import configure_logging, get_logger
 from daemon.naming import error_report_path, report_path, store_video
-from daemon.report import FailedJob, FailureReport, published_report, write_json_atomic
+from daemon.report import FailedJob, FailureReport, now_iso, published_report, write_json_atomic
 from daemon.service.executor import Executor, Outcome, WorkItem, make_executor, worker_devices
 from daemon.service.ledger import Job, Ledger
 from daemon.service.notify import Notifier
-from daemon.service.planner import Plan, Planner, ProblemBook, Publication, SpecCatalog, style_report_path
+from daemon.service.planner import (Plan, Planner, PreviewSettings, ProblemBook, Publication, SpecCatalog,
+                                    style_report_path)
 from daemon.service.status import HEARTBEAT_S, ledger_path, pid_alive
 from daemon.service.upgrade import upgrade_state
 from daemon.service.watch import FolderWatcher, ScanResult, SettleTracker
@@ -48,7 +50,7 @@ PROGRESS_S = 1.0  # how often running jobs' progress is written (and leases rene
 DISPATCH_S = 2.0  # how often idle workers look for work when nothing woke them (back-offs, `afx retry`)
 STOP_MARGIN_S = 3.0  # of stop_timeout_s, kept for publishing and exiting after workers stop
 SCRATCH_AGE_S = 600.0  # scratch files without an owner pid are removed once this old
-RESTART_SETTINGS = ("device", "workers", "embeddings")  # read once at start, not on SIGHUP
+RESTART_SETTINGS = ("device", "workers", "embeddings", "web")  # read once at start, not on SIGHUP
 MAX_LOOP_FAILURES = 30  # consecutive failures of the loop's own duties before the service gives up
 
 
@@ -130,7 +132,10 @@ class Service:
         self.abandoned = False  # a job did not stop within the timeout
         self.failures: dict[str, int] = {}  # consecutive failures of each of the loop's duties
         self.scans = 0  # full scans so far (an idle service must not rescan in a loop)
+        self.preview_lane: str | None = None  # the slot that runs only previews
         self._lock_fd: int | None = None
+        self.web: Any = None  # daemon.web.server.WebServer while the dashboard is served
+        self.webhooks: Any = None  # daemon.web.webhooks.Webhooks
 
     # ── life cycle ───────────────────────────────────────────────────────────────────────────────────────
 
@@ -150,6 +155,7 @@ class Service:
 
     def start(self) -> None:
         config = self.config
+        access = self._web_access()  # before anything else: a dashboard open to the network refuses to start
         for name in ("inbox", "specs", "library", "renders", "state"):
             try:
                 config.path(name).mkdir(parents=True, exist_ok=True)
@@ -166,7 +172,11 @@ class Service:
                         progressed=progressed)
         upgrade_state(self.ledger, Library(config.path("library")), renders=config.path("renders"))
         self.devices = worker_devices(config)
-        self.executor: Executor = make_executor(config, self.devices, wake=self.waker.poke)
+        # previews get a slot of their own (on the first device) so that one never waits behind a full render
+        lane = self.devices[:1] if config.web.preview_s > 0 else []
+        self.executor: Executor = make_executor(config, self.devices + lane, wake=self.waker.poke)
+        self.preview_lane = self.executor.idle()[-1].name if lane else None
+        self._start_web(access)  # after the forkserver: no job process is forked with the web thread in it
         self.problems = ProblemBook(self.ledger)
         self.folders = self._folders(config)
         self.folders.watcher.start()
@@ -176,6 +186,48 @@ class Service:
                  inbox=str(config.path("inbox")), specs=str(config.path("specs")),
                  renders=str(config.path("renders")), library=str(config.path("library")),
                  ledger=str(self.ledger.path), workers=self.devices, notify=self.notifier.enabled)
+
+    def _web_access(self) -> Any:
+        from daemon.web.security import check_webhooks, web_access
+
+        check_webhooks(self.config)
+        return web_access(self.config) if self.config.web.enabled else None
+
+    def _start_web(self, access: Any) -> None:
+        """The dashboard in a thread and the webhook sender: neither can stop the service (see daemon.web)."""
+        try:
+            from daemon.web.webhooks import Webhooks
+
+            self.webhooks = Webhooks(self.config.web)
+            if access is not None:
+                from daemon.web.app import create_app
+                from daemon.web.server import WebServer
+
+                self.web = WebServer(create_app(self.config, access, read_only=False), access)
+                self.web.start()
+        except Exception as e:  # noqa: BLE001 — e.g. a missing web dependency: the service works without it
+            log.error("web.unavailable", error=f"{type(e).__name__}: {e}", exc_info=e)
+
+    def _hook(self, event: str, job: Job, report: dict[str, Any] | None) -> None:
+        """A webhook delivery about a finished or failed job (queued: never waits for the receiver)."""
+        if self.webhooks is None or not self.webhooks.enabled:
+            return
+        try:
+            self.webhooks.send(event, {"job": {"key": job.key, "kind": job.kind, "track": job.track_path,
+                                               "style": job.style_name, "style_id": job.style_id,
+                                               "attempts": job.attempts, "output": job.output},
+                                       "report": report, "time": now_iso()})
+        except Exception as e:  # noqa: BLE001
+            log.error("webhook.error", error=str(e), exc_info=e)
+
+    def _done_report(self, job: Job) -> dict[str, Any] | None:
+        path = (report_path(store_video(self.config.path("renders"), job.key)) if job.kind == "render"
+                else Path(job.output or "") / STYLE_FILE)
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return report if isinstance(report, dict) else None
 
     def _progressed(self, key: str) -> bool:
         """Whether a job its service died under had made lasting progress: a training whose checkpoint was
@@ -197,7 +249,9 @@ class Service:
                               problems=self.problems)
         planner = Planner(ledger=self.ledger, catalog=catalog, library=library, renders=config.path("renders"),
                           default_styles=config.default_styles, hash_file=file_sha256,
-                          limits=config.limits, on_checked=lambda: self.folders.watcher.changed())
+                          limits=config.limits, on_checked=lambda: self.folders.watcher.changed(),
+                          previews=PreviewSettings(seconds=config.web.preview_s, width=config.web.preview_width,
+                                                   fps=config.web.preview_fps))
         watcher = FolderWatcher([config.path("inbox"), config.path("specs")], polling=config.polling,
                                 rescan_s=config.rescan_s, wake=self.waker.poke)
         inbox = SettleTracker(settle_s=config.settle_s)
@@ -239,6 +293,8 @@ class Service:
         log.info("service.stopping", reason=reason, running=len(self.items))
         if not hasattr(self, "ledger"):
             return
+        if self.web is not None:
+            self.web.stop()
         try:
             self.folders.watcher.stop()
             self.folders.planner.checks.close()
@@ -256,6 +312,8 @@ class Service:
                 self.abandoned = True
             self._heartbeat("stopped")
         finally:
+            if self.webhooks is not None:
+                self.webhooks.close()
             self.ledger.close()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
@@ -368,13 +426,19 @@ class Service:
     # ── claiming and running ─────────────────────────────────────────────────────────────────────────────
 
     def dispatch(self) -> None:
-        idle = self.executor.idle()
+        idle = sorted(self.executor.idle(), key=lambda s: s.name != self.preview_lane)  # previews to their lane first
         while idle and self.flags.stop is None:
             slot = idle[0]
             device = slot.device
-            job = self.ledger.claim(owner=self.owner, lease_s=self.config.lease_s, ready=self._ready, worker=device)
+            lane = slot.name == self.preview_lane  # takes previews only
+
+            def ready(job: Job, lane: bool = lane) -> bool:
+                return (job.preview or not lane) and self._ready(job)
+
+            job = self.ledger.claim(owner=self.owner, lease_s=self.config.lease_s, ready=ready, worker=device)
             if job is None:
-                return
+                idle.pop(0)  # nothing this slot may take: the next one may (the preview lane takes less)
+                continue
             if job.attempts > self.config.retries + 1:
                 # started this often without ever ending or progressing (see `start`): it takes the whole
                 # service down
@@ -487,6 +551,7 @@ class Service:
                     self._failed(job, replace(outcome, status="failed", error=error))
                     return
             self.ledger.finish(job.key, owner=self.owner, output=outcome.output)
+            self._hook("job.done", job, self._done_report(job))
             log.info("job.done", job=job.key[:16], kind=job.kind, what=job.label(), output=outcome.output,
                      seconds=outcome.seconds)
         elif outcome.status == "stopped":
@@ -540,6 +605,7 @@ class Service:
                          error={**report.error.to_dict(), "report": str(report_paths[0]), "time": report.time})
         log.error("job.failed", job=job.key[:16], kind=job.kind, what=job.label(), state=state,
                   attempt=job.attempts, error=report.error.summary, report=str(report_paths[0]))
+        self._hook("job.failed", job, report.to_dict())
 
     # ── config reload, heartbeat ─────────────────────────────────────────────────────────────────────────
 
@@ -574,7 +640,8 @@ class Service:
         self.ledger.set_meta("service", {
             "pid": os.getpid(), "host": HOST, "state": state, "started": self.started, "heartbeat": time.time(),
             "workers": getattr(self, "devices", []), "config": str(self.config_file) if self.config_file else None,
-            "inbox": str(self.config.path("inbox")), "renders": str(self.config.path("renders"))})
+            "inbox": str(self.config.path("inbox")), "renders": str(self.config.path("renders")),
+            "web": self.web.url if self.web is not None else None})
 
     def status_line(self) -> str:
         counts = self.ledger.counts()
