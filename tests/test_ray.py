@@ -31,7 +31,7 @@ from tests.conftest import synth, write_wav
 
 ray = pytest.importorskip("ray", reason="ray is not installed (the optional [ray] extra; scripts/bootstrap.sh)")
 
-from daemon.service.ray_executor import RayExecutor, train_units, unfit_reason  # noqa: E402
+from daemon.service.ray_executor import RayExecutor, train_units, unfit_reason
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,7 +119,7 @@ def _ready(ex: RayExecutor, timeout: float = 30.0) -> None:
 def test_the_core_install_never_imports_ray() -> None:
     code = ("import sys, daemon.cli, daemon.service.service, daemon.service.executor, daemon.config; "
             "print('ray' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 
@@ -130,7 +130,7 @@ def test_kind_ray_without_ray_installed_is_a_clear_config_error(tmp_path: Path) 
             f"c = ServiceConfig(base=__import__('pathlib').Path({str(tmp_path)!r}), executor=ExecutorSettings(kind='ray'))\n"
             "try:\n    make_executor(c, ['cpu'], wake=lambda: None)\n"
             "except Exception as e:\n    print(type(e).__name__, e.user_line())\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert out.stdout.startswith("ConfigError"), out.stdout + out.stderr
     assert "pip install 'audio-feature-explorer[ray]'" in out.stdout and "executor.kind" in out.stdout
 

@@ -28,7 +28,6 @@ import math
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -197,10 +196,11 @@ class JobActor:
     """One warm worker process on one node. `run` takes one job at a time; `progress` and `stop` answer
     on a second thread (the actor's max_concurrency is 2) while it runs."""
 
-    def __init__(self, warm_styles: int) -> None:
+    def __init__(self, warm_styles: int, node: str) -> None:
         from daemon.logs import configure_logging
 
         configure_logging(json_lines=True, level="info")
+        self.node = node  # the node's name as the head shows it
         self.styles = StyleCache(warm_styles)
         self.control: JobControl | None = None
         self.jobs = 0
@@ -211,7 +211,7 @@ class JobActor:
         return "cuda:0" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
 
     def where(self) -> str:
-        return f"{self.device()}@{socket.gethostname()}"
+        return f"{self.device()}@{self.node}"
 
     def run(self, item: WorkItem, parcel: Parcel, storage: str) -> RemoteResult:
         control = self.control = JobControl()
@@ -267,11 +267,14 @@ class Node:
     train_units: int  # how many of those a training takes
     gpu: bool
     host: str = "?"
+    name: str = ""  # `ray start --node-name`; Ray's default is the node's address
     fit: bool | None = None  # None: probe pending
     problem: str | None = None
     probe: Any = None  # the probe's ObjectRef while it runs
 
     def label(self) -> str:
+        if self.name and self.name != self.ip:
+            return f"{self.name} ({self.host}, {self.ip})"
         return f"{self.host} ({self.ip}, node {self.node_id[:8]})"
 
 
@@ -449,6 +452,7 @@ class RayExecutor:
             return False
         actor.key, actor.last_used = job.key, time.monotonic()
         running.actor, running.started = actor, time.monotonic()
+        running.where = f"{'gpu' if self._nodes[actor.node_id].gpu else 'cpu'}@{self._nodes[actor.node_id].label()}"
         running.ref = actor.handle.run.remote(running.item, running.parcel, self.storage)
         running.parcel = {}  # the object store holds it now
         log.info("ray.submitted", job=job.key[:16], kind=job.kind, node=self._nodes[actor.node_id].label(),
@@ -483,7 +487,7 @@ class RayExecutor:
         handle = self._remote_actor.options(
             num_cpus=cpus, num_gpus=gpus, max_concurrency=2, max_restarts=0, max_task_retries=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node.node_id, soft=False),
-            name=f"afx-{kind}-{secrets.token_hex(4)}").remote(s.warm_styles if kind == "render" else 0)
+            name=f"afx-{kind}-{secrets.token_hex(4)}").remote(s.warm_styles if kind == "render" else 0, node.label())
         actor = Actor(handle=handle, node_id=node.node_id, kind=kind)
         self._actors.append(actor)
         return actor
@@ -559,7 +563,8 @@ class RayExecutor:
 
         units = fits(s.render_gpus, s.render_cpus)
         node = Node(node_id=node_id, ip=str(info.get("NodeManagerAddress", "?")), units=units,
-                    train_units=train_units(s, gpu=gpu), gpu=gpu, host=str(info.get("NodeManagerHostname", "?")))
+                    train_units=train_units(s, gpu=gpu), gpu=gpu, host=str(info.get("NodeManagerHostname", "?")),
+                    name=str(info.get("NodeName", "")))
         node.probe = self._probe.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)).remote()
         if units == 0:
@@ -637,17 +642,11 @@ class RayExecutor:
         where = node.label() if node else "a node that has left the cluster"
         cause = str(e).splitlines()[0][:300]
         log.error("ray.job_lost", job=running.item.job.key[:16], node=where, error=cause)
-        error_type = JobCrashed if node is not None and node.node_id in self._alive_ids() else NodeLost
+        error_type = JobCrashed if node is not None else NodeLost  # a node still listed: only its worker died
         return self._outcome(running, "failed", error_type(
             f"the worker running this job on {where} died before it finished ({cause})",
             path=running.item.job.track_path,
             hint="it is retried on a node with room; if a node keeps dying, look at its memory and `ray status`"))
-
-    def _alive_ids(self) -> set[str]:
-        try:
-            return {n["NodeID"] for n in ray.nodes() if n.get("Alive")}  # type: ignore[no-untyped-call]
-        except Exception:  # noqa: BLE001
-            return set()
 
     def _receive(self, item: WorkItem, result: RemoteResult) -> None:
         """Write what came back: a checkpoint (always), and for transfer the video + report or the style
@@ -714,9 +713,6 @@ class RayExecutor:
                 running.progress_ref = None
         if running.progress_ref is None and running.ref is not None:
             running.progress_ref = running.actor.handle.progress.remote()
-        if running.where is None and running.ref is not None:
-            node = self._nodes.get(running.actor.node_id)
-            running.where = node.host if node else None
         if running.stop_at is not None and now >= running.stop_at:
             ray.kill(running.actor.handle, no_restart=True)
             running.stop_at = None
