@@ -70,7 +70,7 @@ def render_item(config: ServiceConfig, *, style_seed: int = 0, seconds: float = 
     return WorkItem(job=job, spec=None, track_path=path, reference_tracks=(), config=config)
 
 
-def run(executor: RayExecutor, *items: WorkItem, timeout: float = 60.0) -> dict[str, Outcome]:
+def run(executor: RayExecutor, *items: WorkItem, timeout: float = 180.0) -> dict[str, Outcome]:
     for item in items:
         slots = executor.idle()
         assert slots, "the executor offered no slot"
@@ -236,3 +236,40 @@ def test_an_unknown_address_is_a_config_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="unknown Ray address"):
         connect(ExecutorSettings(kind="ray", address="nowhere"))
+
+
+def test_a_stopped_training_checkpoints_and_its_checkpoint_comes_back_to_the_head(executor: RayExecutor) -> None:
+    from daemon.spec import load_specs
+    from daemon.train import CHECKPOINT_FILE
+
+    config = executor.config
+    spec_path = config.base / "specs" / "long.toml"
+    spec_path.parent.mkdir(parents=True, exist_ok=True)
+    spec_path.write_text('prompts = ["long shapes"]\n[network]\nwidth = 8\ndepth = 2\n[render]\nwidth = 64\n'
+                         'height = 36\nfps = 10\n[training]\nclip_model = "afx-tiny"\npretrained = "none"\n'
+                         'iterations = 5000\nresolution = 32\ncutouts = 2\ntime_points = 2\ncheckpoint_every = 1\n')
+    spec = load_specs(spec_path)[0]
+    job = Job(key=f"train:{spec.style_id}", kind="train", style_id=spec.style_id, style_name=spec.name, settings={},
+              state="running", attempts=1, not_before=0.0, output=None, track_sha=None, track_path=None,
+              lease_owner="t:1", error=None, progress_done=None, progress_total=None, started=time.time(),
+              worker="ray", created=time.time(), updated=time.time())
+    item = WorkItem(job=job, spec=spec.to_dict(), track_path=None, reference_tracks=(), config=config)
+    executor.submit(item, slot=executor.idle()[0])
+    deadline = time.monotonic() + 90
+    while not (executor.progress().get(job.key, (None, None))[0] or 0) > 2:
+        assert time.monotonic() < deadline, f"no training progress came back: {executor.poll()}"
+        time.sleep(0.1)
+    executor.stop(job.key)
+    outcome = wait(executor, 1, timeout=60)[job.key]
+    assert outcome.status == "stopped", outcome.error
+    checkpoint = config.path("state") / "checkpoints" / spec.style_id / CHECKPOINT_FILE
+    assert checkpoint.stat().st_size > 0  # the head's copy: the next attempt, on any node, resumes from it
+    assert not Library(config.path("library")).has(spec.name, spec.style_id)
+    assert not [a for a in executor._actors if a.kind == "train"]  # a training's actor ends with it
+
+
+def test_a_node_without_ffmpeg_is_named_and_says_what_is_missing(executor: RayExecutor) -> None:
+    probe = executor._probe.options(runtime_env={"env_vars": {"PATH": "/nonexistent"}}).remote()
+    reason = unfit_reason(ray.get(probe, timeout=60), version=executor.version)
+    assert reason == "ffmpeg and ffprobe not found on its PATH"
+    assert all(n["fit"] and n["problem"] is None for n in executor.describe()["nodes"])  # the real node is fine
