@@ -135,10 +135,15 @@ def test_a_worker_killed_mid_job_loses_nothing_and_every_pair_is_rendered_once(c
         cluster.kill_worker_raylet()
         service.wait(lambda: service.states() == ["done"] * len(tracks), timeout=120, what="every render done")
         status = service.status()
+        text = subprocess.run([sys.executable, "-m", "daemon.cli", "--config", str(tmp_path / "afx.toml"), "status"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
+        code, _ = service.stop()  # SIGTERM reaches the service's own handler, not Ray's (a clean stop, exit 0)
     finally:
         if service.proc is not None and service.proc.poll() is None:
-            service.stop()
+            service.proc.kill()
+    assert code == 0 and service.events("service.stop")[-1]["reason"] == "SIGTERM", service.tail()
     assert status["service"]["executor"]["kind"] == "ray"
+    assert f"cluster: Ray at 127.0.0.1:{cluster.port}, storage shared: 1 of 1 nodes ready" in text, text
 
     lost = running_there[0]["key"]
     failed = [e for e in service.events("job.failed") if lost.startswith(e["job"])]

@@ -28,6 +28,7 @@ import math
 import os
 import secrets
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -85,6 +86,9 @@ def connect(settings: ExecutorSettings) -> bool:
     if ray.is_initialized():
         return False
     quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": "warning"}
+    # ray.init installs its own SIGTERM handler (sys.exit); the service's handlers only set flags, and a
+    # stop must ask the remote jobs to stop first (a training checkpoints), so they are put back after it
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         if address == "local":
             ray.init(num_cpus=settings.local_cpus or None, include_dashboard=False, **quiet)
@@ -95,6 +99,11 @@ def connect(settings: ExecutorSettings) -> bool:
         raise ConfigError(f"cannot join the Ray cluster at {address!r} ({str(e).splitlines()[0][:300]})",
                           key="executor.address",
                           hint="start it with `ray start --head` (docs/SCALE.md), or fix [executor] address") from e
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
 
 
 def _probe() -> dict[str, Any]:
