@@ -77,8 +77,9 @@ def in_process(items: list[WorkItem]) -> list[float]:
 
 
 def summary(burst_s: float, times: list[float], hd: float, baseline: list[float], hd_base: float) -> dict[str, Any]:
-    return {"burst_s": round(burst_s, 2), "job_median_s": round(statistics.median(times), 3),
-            "job_first_s": round(times[0], 3), "overhead_median_s": round(statistics.median(times) - statistics.median(baseline), 3),
+    median = statistics.median(times)
+    return {"burst_s": round(burst_s, 2), "job_median_s": round(median, 3), "job_first_s": round(times[0], 3),
+            "overhead_median_s": round(median - statistics.median(baseline), 3),
             "hd_s": round(hd, 2), "hd_overhead_s": round(hd - hd_base, 2)}
 
 

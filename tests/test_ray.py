@@ -31,7 +31,7 @@ from tests.conftest import synth, write_wav
 
 ray = pytest.importorskip("ray", reason="ray is not installed (the optional [ray] extra; scripts/bootstrap.sh)")
 
-from daemon.service.ray_executor import RayExecutor, train_units, unfit_reason
+from daemon.service.ray_executor import RayExecutor, train_units, unfit_reason  # noqa: E402 — after the skip
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -268,8 +268,14 @@ def test_a_stopped_training_checkpoints_and_its_checkpoint_comes_back_to_the_hea
     assert not [a for a in executor._actors if a.kind == "train"]  # a training's actor ends with it
 
 
-def test_a_node_without_ffmpeg_is_named_and_says_what_is_missing(executor: RayExecutor) -> None:
-    probe = executor._probe.options(runtime_env={"env_vars": {"PATH": "/nonexistent"}}).remote()
-    reason = unfit_reason(ray.get(probe, timeout=60), version=executor.version)
-    assert reason == "ffmpeg and ffprobe not found on its PATH"
-    assert all(n["fit"] and n["problem"] is None for n in executor.describe()["nodes"])  # the real node is fine
+def test_a_node_without_ffmpeg_is_named_and_says_what_is_missing(executor: RayExecutor,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from daemon.service.ray_executor import _probe
+
+    monkeypatch.setenv("PATH", "/nonexistent")  # the probe is what each node runs, sent by value
+    found = _probe()
+    assert unfit_reason(found, version=executor.version) == "ffmpeg and ffprobe not found on its PATH"
+    assert found["afx"] == executor.version and found["host"]
+    nodes = executor.describe()["nodes"]
+    assert nodes and all(n["fit"] and n["problem"] is None for n in nodes)  # the real node passed it
+    assert all("node" in n["node"] for n in nodes)  # named by host, address and node id

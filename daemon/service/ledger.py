@@ -419,7 +419,8 @@ class Ledger:
         return None
 
     def renew(self, *, owner: str, keys: Iterable[str], lease_s: float,
-              progress: dict[str, tuple[int, int]] | None = None, workers: dict[str, str] | None = None) -> None:
+              progress: dict[str, tuple[int | None, int | None]] | None = None,
+              workers: dict[str, str] | None = None) -> None:
         """Extend the leases this owner holds, and record progress (done, total) of its running jobs and
         where they run (`workers`: known only once a cluster placed them)."""
         now = time.time()

@@ -674,19 +674,22 @@ class RayExecutor:
             self._receive_style(item, files)
 
     def _receive_render(self, item: WorkItem, files: Parcel) -> None:
+        """Check the report (the schema, strictly) and the video (ffprobe: streams, size, frames) that came
+        back, then publish both into the render store, the video first: the loop publishes from there."""
+        import dataclasses
         import json
 
         from daemon.encode import verify_video
+        from daemon.report import Report
 
         job = item.job
-        report = json.loads(files["report.json"])
         video = store_video(item.config.path("renders"), job.key)
+        report = Report.from_dict(json.loads(files["report.json"]), where=f"the report of job {job.key[:16]}")
         with atomic_path(video) as scratch:
             scratch.write_bytes(files["video.mp4"])
             verify_video(scratch, width=int(job.settings["width"]), height=int(job.settings["height"]),
-                         fps=int(job.settings["fps"]), frames=int(report["video"]["frames"]))
-        report["video"]["path"] = str(video)
-        atomic_write_bytes(report_path(video), json.dumps(report, indent=2).encode())
+                         fps=int(job.settings["fps"]), frames=int(report.video.frames))
+        dataclasses.replace(report, video=dataclasses.replace(report.video, path=str(video))).write(report_path(video))
 
     def _receive_style(self, item: WorkItem, files: Parcel) -> None:
         from daemon.library import Library
