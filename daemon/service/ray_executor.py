@@ -312,6 +312,7 @@ class Running:
     stop_at: float | None = None  # when a requested stop turns into a kill
     stopping: bool = False
     timeout: JobTimeout | None = None
+    dead: bool = False  # its actor is gone already
 
 
 class RayExecutor:
@@ -623,6 +624,7 @@ class RayExecutor:
         try:
             result: RemoteResult = ray.get(ref)
         except Exception as e:  # noqa: BLE001 — Ray's errors: a dead actor, node or worker
+            running.dead = True  # nothing to kill: ray.kill on a lost node's actor waits for its health check
             return self._lost(running, e)
         running.where = result.where
         outcome = result.outcome
@@ -756,10 +758,11 @@ class RayExecutor:
         actor = running.actor
         if actor is not None:
             broken = isinstance(outcome.error, (JobCrashed, JobTimeout)) or running.timeout is not None
-            if actor.kind == "train" or broken or running.stop_at is not None:
+            if actor.kind == "train" or broken or running.stop_at is not None or running.dead:
                 if actor in self._actors:
                     self._actors.remove(actor)
-                ray.kill(actor.handle, no_restart=True)
+                if not running.dead:
+                    ray.kill(actor.handle, no_restart=True)
             else:
                 actor.key, actor.last_used = None, time.monotonic()
                 actor.styles = [s for s in actor.styles if s != job.style_id][-max(1, self.settings.warm_styles):]
