@@ -349,6 +349,15 @@ def cmd_status(args: argparse.Namespace, config: ServiceConfig) -> int:
     print(f"service: {state} — ledger {snap['ledger']}")
     if svc.get("web") and svc.get("uptime_s") is not None:
         print(f"web:     {svc['web']} (the dashboard)")
+    cluster = svc.get("executor") or {}
+    if cluster.get("kind") == "ray" and svc.get("uptime_s") is not None:
+        nodes = cluster.get("nodes", [])
+        print(f"cluster: Ray at {cluster.get('address')}, storage {cluster.get('storage')}: "
+              f"{sum(1 for n in nodes if n['fit'])} of {len(nodes)} nodes ready, "
+              f"{sum(n['busy'] for n in nodes)}/{sum(n['units'] for n in nodes if n['fit'])} slots busy")
+        for n in nodes:
+            if n["problem"]:
+                print(f"  ✗ {n['node']}: {n['problem']}")
     print(f"queue:   {t['queued']} queued ({w['backoff']} backing off, {w['blocked_by_training']} blocked by a failed"
           f" training), {t['running']} running")
     for r in snap["running"]:

@@ -72,18 +72,29 @@ class Embeddings:
         return {variable: str(getattr(self, name)) for name, variable in self.VARIABLES.items()}
 
 
-EXECUTOR_KINDS = ("local",)
+EXECUTOR_KINDS = ("local", "ray")
+STORAGE_MODES = ("shared", "transfer")
 
 
 @dataclass(frozen=True)
 class ExecutorSettings:
     """Where jobs run, and how long one may take: a wall-clock limit grows with the job's size."""
 
-    kind: str = field(default="local", metadata=bounds(choices=EXECUTOR_KINDS))  # local: child processes here
+    kind: str = field(default="local", metadata=bounds(choices=EXECUTOR_KINDS))  # local: child processes here; ray
     job_base_s: float = field(default=900.0, metadata=bounds(lo=1.0))  # every job: start-up, decoding, models
     render_pixels_per_s: float = field(default=2e5, metadata=bounds(lo=1.0))  # slowest render rate allowed
     train_pixels_per_s: float = field(default=1e4, metadata=bounds(lo=1.0))  # slowest training rate allowed
     max_job_s: float = field(default=86400.0, metadata=bounds(lo=1.0))  # no job runs longer, whatever its size
+    # kind = "ray" (docs/SCALE.md): the cluster, what each job asks of a node, how files travel
+    address: str = "local"  # local: start Ray in this process; auto: the node's cluster; ray://host:10001; host:port
+    storage: str = field(default="shared", metadata=bounds(choices=STORAGE_MODES))  # shared folders | transfer
+    render_gpus: float = field(default=0.25, metadata=bounds(lo=0.0, hi=64.0))  # GPU share of a render (GPU nodes)
+    render_cpus: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1024.0))  # CPUs of a render
+    train_gpus: float = field(default=1.0, metadata=bounds(lo=0.0, hi=64.0))  # GPUs of a training (GPU nodes)
+    train_cpus: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1024.0))  # CPUs of a training
+    max_in_flight: int = field(default=0, metadata=bounds(lo=0, hi=100000))  # 0: as many as the nodes' free slots
+    warm_styles: int = field(default=8, metadata=bounds(lo=0, hi=1000))  # styles a render actor keeps loaded
+    local_cpus: int = field(default=0, metadata=bounds(lo=0, hi=1024))  # address = "local": CPUs (0: all)
 
 
 @dataclass(frozen=True)

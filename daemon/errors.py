@@ -2,6 +2,7 @@
 
     AfxError                     anything the user can act on; carries what, which file, what to do
     ├── ConfigError              afx.toml: file + key
+    │   └── NodeUnfit            a cluster node cannot run afx jobs (no ffmpeg, afx not installed): names it
     ├── SpecError                a style spec: file + key
     ├── AudioError               decoding or limits of an input track (bad input: not retried)
     ├── FeatureError             a feature set could not be computed (missing backend, model, ...)
@@ -15,6 +16,7 @@
         ├── StorageError         the disk failed us: ENOSPC, EIO, EDQUOT, EROFS, a broken pipe to ffmpeg
         ├── TrackRemoved         the track vanished or changed while a job used it (rendered when it returns)
         ├── JobCrashed           a job's process died (a signal, the out-of-memory killer)
+        │   └── NodeLost         the cluster node running a job died or left (kind = "ray")
         ├── EmbeddingUnavailable an embedding model could not be reached or its worker stopped
         └── LedgerError          the service's SQLite ledger
 
@@ -159,6 +161,14 @@ class TrackRemoved(TransientError):
 
 class JobCrashed(TransientError):
     """The process running a job died (killed by a signal, the out-of-memory killer, a crash)."""
+
+
+class NodeLost(JobCrashed):
+    """The cluster node (or its worker process) running a job died or left the cluster."""
+
+
+class NodeUnfit(ConfigError):
+    """A cluster node cannot run afx jobs: ffmpeg missing, afx not installed or another version there."""
 
 
 class EmbeddingUnavailable(FeatureError, TransientError):

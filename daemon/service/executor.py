@@ -9,9 +9,10 @@ reaches another. The work itself is the pipeline's — `daemon.pipeline.render_t
 folders, the device, and a `JobControl` through which the loop reads progress and asks a job to stop
 (SIGTERM to its process: a render is aborted, leaving nothing behind; a training checkpoints).
 
-The interface is small enough for a distributed engine (Ray, Dask) to implement later: jobs go in as
-plain, picklable `WorkItem`s, `Outcome`s (errors included) come back as data, a `Slot` names its device
-and host, and `make_executor` picks the implementation from `[executor] kind` in afx.toml.
+The interface is small enough for a distributed engine to implement: jobs go in as plain, picklable
+`WorkItem`s, `Outcome`s (errors included) come back as data, a `Slot` names its device and host, and
+`make_executor` picks the implementation from `[executor] kind` in afx.toml — `daemon.service.ray_executor`
+is the Ray one (imported only when asked for: the core install never imports ray).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pickle
 import signal
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
@@ -107,14 +109,43 @@ class JobControl:
 
 # ── the work of each kind ────────────────────────────────────────────────────────────────────────────────
 
-def run_render(item: WorkItem, *, device: str, control: JobControl) -> str:
+class StyleCache:
+    """The styles a long-lived worker (a Ray actor) rendered last, loaded: a second render of a style pays
+    no loading. Keyed by folder: a style id names its weights, so an entry never goes stale."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._styles: OrderedDict[Path, Any] = OrderedDict()
+        self.hits = 0
+
+    def load(self, library: Library, name: str, style_id: str) -> Any:
+        folder = library.folder_for(name, style_id)
+        if folder in self._styles:
+            self.hits += 1
+            self._styles.move_to_end(folder)
+            return self._styles[folder]
+        style = library.load(name, style_id)
+        if self.size > 0:
+            self._styles[folder] = style
+            while len(self._styles) > self.size:
+                self._styles.popitem(last=False)
+        return style
+
+    def names(self) -> list[str]:
+        """style ids held, most recent last."""
+        return [folder.name for folder in self._styles]
+
+
+def run_render(item: WorkItem, *, device: str, control: JobControl, styles: StyleCache | None = None) -> str:
     from daemon.pipeline import AudioContext, render_track  # torch: in the job's process only
     from daemon.render import RenderSettings
 
     job, config = item.job, item.config
     if item.track_path is None:
         raise AudioError("the track's file is gone", path=job.track_path, hint="drop it into the inbox again")
-    style = Library(config.path("library")).load(job.style_name, job.style_id)
+    library = Library(config.path("library"))
+    style = (styles.load(library, job.style_name, job.style_id) if styles is not None
+             else library.load(job.style_name, job.style_id))
     control.check()
     settings = RenderSettings(width=int(job.settings["width"]), height=int(job.settings["height"]),
                               fps=int(job.settings["fps"]), device=device)
@@ -150,8 +181,9 @@ def run_train(item: WorkItem, *, device: str, control: JobControl) -> str:
 RUNNERS: dict[str, Callable[..., str]] = {"render": run_render, "train": run_train}
 
 
-def run_job(item: WorkItem, *, device: str, control: JobControl, worker: str) -> Outcome:
-    """The error boundary: every ending of a job becomes an Outcome."""
+def run_job(item: WorkItem, *, device: str, control: JobControl, worker: str,
+            styles: StyleCache | None = None) -> Outcome:
+    """The error boundary: every ending of a job becomes an Outcome. `styles`: a long-lived worker's cache."""
     started = time.monotonic()
 
     def outcome(status: str, error: BaseException | None = None, output: str | None = None) -> Outcome:
@@ -159,7 +191,8 @@ def run_job(item: WorkItem, *, device: str, control: JobControl, worker: str) ->
                        seconds=round(time.monotonic() - started, 3), worker=worker)
 
     try:
-        return outcome("done", output=RUNNERS[item.job.kind](item, device=device, control=control))
+        extra = {"styles": styles} if styles is not None and item.job.kind == "render" else {}
+        return outcome("done", output=RUNNERS[item.job.kind](item, device=device, control=control, **extra))
     except JobStopped:
         return outcome("stopped")
     except BaseException as e:  # noqa: BLE001 — the boundary: nothing a job raises (even SystemExit from a
@@ -218,6 +251,18 @@ class Executor(Protocol):
 
     def kill(self) -> None:
         """End every job now (a stop that did not come in time); their outcomes say stopped."""
+        ...
+
+    def placement(self) -> dict[str, str]:
+        """Where each running job landed, by key, when that is known only after submit (a cluster node)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What `afx status` shows of the executor (its slots, or a cluster's nodes)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the executor holds (a cluster connection) once every job has ended."""
         ...
 
 
@@ -476,9 +521,32 @@ class LocalExecutor:
             r.stopping = True
             r.process.kill()
 
+    def placement(self) -> dict[str, str]:
+        return {}  # the slot's device, recorded when the job was claimed, is where it runs
 
-#: `[executor] kind` → the executor's factory (a distributed engine registers itself here)
-EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "local", "slots": [slot.name for slot in self.slots]}
+
+    def close(self) -> None:
+        pass  # each job's process ended with it
+
+
+def _local(config: ServiceConfig, devices: list[str], *, wake: Callable[[], None]) -> Executor:
+    return LocalExecutor(devices, wake=wake)
+
+
+def _ray(config: ServiceConfig, devices: list[str], *, wake: Callable[[], None]) -> Executor:
+    try:
+        from daemon.service.ray_executor import RayExecutor
+    except ImportError as e:
+        raise ConfigError(f"[executor] kind = \"ray\" needs Ray, which is not installed ({e})", key="executor.kind",
+                          hint="pip install 'audio-feature-explorer[ray]' (scripts/bootstrap.sh installs it), "
+                               "or use kind = \"local\"") from e
+    return RayExecutor(config, wake=wake)
+
+
+#: `[executor] kind` → the executor's factory; each engine is imported only when chosen
+EXECUTORS: dict[str, Callable[..., Executor]] = {"local": _local, "ray": _ray}
 
 
 def make_executor(config: ServiceConfig, devices: list[str], *, wake: Callable[[], None]) -> Executor:
@@ -486,4 +554,4 @@ def make_executor(config: ServiceConfig, devices: list[str], *, wake: Callable[[
     if kind not in EXECUTORS:
         raise ConfigError(f"unknown executor kind {kind!r}", key="executor.kind",
                           hint=f"one of: {', '.join(EXECUTORS)}")
-    return EXECUTORS[kind](devices, wake=wake)
+    return EXECUTORS[kind](config, devices, wake=wake)

@@ -1,5 +1,10 @@
 """The ledger: one SQLite file (WAL mode) in the state folder, the single source of truth for what was done.
 
+Single-host: one service (the head, when jobs run on a cluster) writes it, on its own local disk; SQLite's
+locks are not safe over a network file system, so machines never share one state folder (the service
+refuses a ledger another host's live service holds, see `Service.start`). Leases name `host:pid` so that a
+restart on the same host can tell its dead predecessor's jobs from live ones.
+
 A job's key says what it produces — a render: (track content hash, style id, render settings, renderer
 version); a training: the style id — so renaming or re-dropping a file redoes nothing, an edited spec makes
 new keys, and `INSERT OR IGNORE` makes each key exist once however many scans race to plan it. Claiming is
@@ -68,7 +73,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     not_before REAL NOT NULL DEFAULT 0,
-    lease_owner TEXT,
+    lease_owner TEXT,                 -- host:pid of the service (the one head) that claimed it
     lease_expires REAL,
     output TEXT,                      -- render: the video's path; train: the style folder
     error_json TEXT,                  -- the last error (AfxError.to_dict())
@@ -425,17 +430,20 @@ class Ledger:
         return None
 
     def renew(self, *, owner: str, keys: Iterable[str], lease_s: float,
-              progress: dict[str, tuple[int | None, int | None]] | None = None) -> None:
-        """Extend the leases this owner holds, and record progress (done, total) of its running jobs."""
+              progress: dict[str, tuple[int | None, int | None]] | None = None,
+              workers: dict[str, str] | None = None) -> None:
+        """Extend the leases this owner holds, and record progress (done, total) of its running jobs and
+        where they run (`workers`: known only once a cluster placed them)."""
         now = time.time()
         progress = progress or {}
+        workers = workers or {}
         with self.transaction() as conn:
             for key in keys:
                 done, total = progress.get(key, (None, None))
                 conn.execute("UPDATE jobs SET lease_expires = ?, progress_done = COALESCE(?, progress_done),"
-                             " progress_total = COALESCE(?, progress_total), updated = ?"
+                             " progress_total = COALESCE(?, progress_total), worker = COALESCE(?, worker), updated = ?"
                              " WHERE key = ? AND lease_owner = ? AND state = 'running'",
-                             (now + lease_s, done, total, now, key, owner))
+                             (now + lease_s, done, total, workers.get(key), now, key, owner))
 
     def recover(self, *, host: str, alive: Callable[[int], bool], now: float | None = None) -> list[str]:
         """Running jobs whose lease expired, or whose owner on this host is dead, go back to the queue."""

@@ -164,6 +164,7 @@ class Service:
                                   key=f"folders.{name}", hint="fix the path or its permissions") from e
         self._lock(config.path("state") / LOCK_FILE)
         self.ledger = Ledger(ledger_path(config))
+        one_brain(self.ledger, state=config.path("state"))
         for key in self.ledger.recover(host=HOST, alive=pid_alive):
             progressed = self._progressed(key)
             if progressed:
@@ -172,10 +173,12 @@ class Service:
                         progressed=progressed)
         upgrade_state(self.ledger, Library(config.path("library")), renders=config.path("renders"))
         self.devices = worker_devices(config)
-        # previews get a slot of their own (on the first device) so that one never waits behind a full render
-        lane = self.devices[:1] if config.web.preview_s > 0 else []
+        # previews get a slot of their own (on the first device) so that one never waits behind a full render;
+        # a Ray cluster names its slots per claim, so there previews only go first in the queue (docs/SCALE.md)
+        lane = self.devices[:1] if config.web.preview_s > 0 and config.executor.kind == "local" else []
         self.executor: Executor = make_executor(config, self.devices + lane, wake=self.waker.poke)
-        self.preview_lane = self.executor.idle()[-1].name if lane else None
+        slots = self.executor.idle() if lane else []
+        self.preview_lane = slots[-1].name if slots else None
         self._start_web(access)  # after the forkserver: no job process is forked with the web thread in it
         self.problems = ProblemBook(self.ledger)
         self.folders = self._folders(config)
@@ -314,6 +317,8 @@ class Service:
         finally:
             if self.webhooks is not None:
                 self.webhooks.close()
+            if hasattr(self, "executor"):
+                self.executor.close()
             self.ledger.close()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
@@ -491,7 +496,8 @@ class Service:
     def renew(self) -> None:
         if self.items:
             self.ledger.renew(owner=self.owner, keys=list(self.items), lease_s=self.config.lease_s,
-                              progress={k: v for k, v in self.executor.progress().items() if v[0] is not None})
+                              progress={k: v for k, v in self.executor.progress().items() if v[0] is not None},
+                              workers=self.executor.placement())
 
     # ── publishing outcomes ──────────────────────────────────────────────────────────────────────────────
 
@@ -640,6 +646,7 @@ class Service:
         self.ledger.set_meta("service", {
             "pid": os.getpid(), "host": HOST, "state": state, "started": self.started, "heartbeat": time.time(),
             "workers": getattr(self, "devices", []), "config": str(self.config_file) if self.config_file else None,
+            "executor": self.executor.describe() if hasattr(self, "executor") else {"kind": self.config.executor.kind},
             "inbox": str(self.config.path("inbox")), "renders": str(self.config.path("renders")),
             "web": self.web.url if self.web is not None else None})
 
@@ -653,6 +660,44 @@ class Service:
             done, all_ = progress.get(key, (None, None))
             line += f"; {item.job.label()}" + (f" {done}/{all_}" if done is not None and all_ else "")
         return line
+
+
+NETWORK_FILE_SYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs", "ceph", "glusterfs",
+                        "fuse.glusterfs", "lustre", "beegfs", "gpfs", "fuse.s3fs", "fuse.juicefs")
+
+
+def one_brain(ledger: Ledger, *, state: Path) -> None:
+    """The ledger is single-host: refuse one that another host's service is using now (a state folder
+    shared over the network, two machines each running `afx run` on it), and warn when it lies on a
+    network file system, where SQLite's locking is not safe. Many machines share work through
+    `[executor] kind = "ray"` instead (docs/SCALE.md)."""
+    meta = ledger.get_meta("service") or {}
+    fresh = time.time() - float(meta.get("heartbeat", 0)) < 5 * HEARTBEAT_S
+    if meta.get("host") not in (None, HOST) and meta.get("state") in ("starting", "running") and fresh:
+        raise LedgerError(f"the ledger is in use by the afx service on host {meta['host']} (pid {meta.get('pid')})",
+                          path=ledger.path, hint="one service (the head) owns a state folder; give this machine "
+                          "its own state folder, or make it a Ray worker of that head (docs/SCALE.md)")
+    fs = file_system_type(state)
+    if fs in NETWORK_FILE_SYSTEMS:
+        log.warning("ledger.network_fs", state=str(state), fs=fs,
+                    reason="SQLite is not safe on a network file system; keep the state folder on the head's local disk")
+
+
+def file_system_type(path: Path) -> str | None:
+    """The type (/proc/mounts) of the file system holding `path`, or None where that is unknown."""
+    try:
+        mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return None
+    target = str(path.resolve())
+    best: tuple[int, str] | None = None
+    for fields_ in mounts:
+        if len(fields_) < 3:
+            continue
+        point = fields_[1].replace("\\040", " ")
+        if (target == point or target.startswith(point.rstrip("/") + "/")) and (best is None or len(point) > best[0]):
+            best = (len(point), fields_[2])
+    return best[1] if best else None
 
 
 def _with_state(new: ServiceConfig, old: ServiceConfig) -> ServiceConfig:
