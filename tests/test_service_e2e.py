@@ -320,7 +320,7 @@ def test_a_file_written_slowly_is_not_picked_up_before_it_settles(service: Servi
     assert len(seen) == 1, "hashed exactly once: only the complete file was ever picked up"
     picked = datetime.fromisoformat(seen[0]["timestamp"].replace("Z", "+00:00")).timestamp()
     assert picked >= finished + 0.9  # the last write was at finished - 0.4; settle_s is 1.5
-    assert report(service, "slow.wav/neon.json")["track"]["duration_s"] == pytest.approx(2.0, abs=0.05)
+    assert report(service, "slow.wav/neon.json").track.duration_s == pytest.approx(2.0, abs=0.05)
     assert len(service.jobs()) == 1
 
 
