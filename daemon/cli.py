@@ -166,8 +166,8 @@ def cmd_spec_check(args: argparse.Namespace, config: ServiceConfig) -> int:
     failed = 0
     for path in files:
         try:
-            spec = load_spec(path, limits=config.limits)
-            variants = load_specs(path, limits=config.limits)
+            spec = load_spec(path, limits=config.limits, override=config.spec_override)
+            variants = load_specs(path, limits=config.limits, override=config.spec_override)
         except AfxError as e:
             failed += 1
             print(e.user_line())
@@ -198,7 +198,7 @@ def cmd_train(args: argparse.Namespace, config: ServiceConfig) -> int:
         print(f"no specs to train in {config.path('specs')}")
         return 0
     for path in paths:
-        variants = load_specs(path, limits=config.limits)
+        variants = load_specs(path, limits=config.limits, override=config.spec_override)
         inbox = inbox_references(variants[0], config.path("inbox"))  # as the service chooses them
         trained = []
         for spec in variants:
@@ -322,6 +322,8 @@ def cmd_status(args: argparse.Namespace, config: ServiceConfig) -> int:
           f"failed: {t['failed']}   bad input: {t['bad_input']}   superseded: {t['superseded']}")
     for p in snap["problems"]:
         print(f"problem: {p['error']} → {p['report']}")
+    for h in snap["held_out"]:
+        print(f"held out: {h['style']} — {h['reason']}")
     if snap["errors"]:
         print("last errors:")
         for e in snap["errors"]:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +36,7 @@ DOWNLOAD_RETRY_S = 600.0
 _failed_downloads: dict[tuple[str, str, str | None], float] = {}  # (model, tag, cache) → monotonic time
 
 
-def _open_clip():
+def _open_clip() -> Any:
     """open_clip with the project's model configs registered (once)."""
     global _registered
     import open_clip
@@ -160,6 +162,40 @@ def _create_pretrained(open_clip, clip_model: str, tag: str, *, cache_dir: Path 
     except Exception as e:
         _failed_downloads[(clip_model, tag, cache)] = time.monotonic()
         raise missing_weights(clip_model, tag, cache_dir) from e
+
+
+def needs_download(clip_model: str, pretrained: str) -> bool:
+    """Whether a guide's weights come from the hub (a pretrained tag), not from afx or a local file.
+    clip_model = "none" trains on weight-free terms only: no guide at all."""
+    return (clip_model not in (TINY_MODEL, UNTRAINED) and pretrained != UNTRAINED
+            and not is_checkpoint_path(pretrained))
+
+
+def weights_cached(clip_model: str, tag: str, *, cache_dir: Path | None) -> bool:
+    """Whether the hub weights of (clip_model, tag) are in the models cache; never touches the network.
+
+    Asks open_clip's own download path with the hub offline, so it finds what `load_guide` would find. An
+    unknown model or tag counts as present: training then fails with the error that names the bad value.
+    """
+    open_clip = _open_clip()
+    from open_clip.pretrained import download_pretrained_from_hf, get_pretrained_cfg
+
+    if clip_model not in open_clip.list_models():
+        return True
+    cfg = get_pretrained_cfg(clip_model, tag)
+    if not cfg:
+        return True
+    cache = str(cache_dir) if cache_dir else None
+    if not cfg.get("hf_hub"):  # a plain URL download: open_clip keeps the file under its own name
+        root = Path(cache) if cache else Path("~/.cache/clip").expanduser()
+        return (root / Path(str(cfg.get("url", ""))).name).is_file()
+    model_id, filename = os.path.split(str(cfg["hf_hub"]))  # as open_clip splits it: "org/name/[file]"
+    try:
+        with _hub_offline(True):
+            download_pretrained_from_hf(model_id, filename=filename or None, cache_dir=cache)
+    except Exception:  # noqa: BLE001 — the hub raises its own miss types; any miss means "not cached"
+        return False
+    return True
 
 
 def missing_weights(clip_model: str, tag: str, cache_dir: Path | None) -> GuidanceError:

@@ -1,0 +1,114 @@
+"""The offline default set: CLIP specs wait for their weights, afx.toml's [spec_override], the mood board.
+
+Small and quick: planners on temporary folders, one open_clip import for the models-cache check.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon.config import Limits, load_config
+from daemon.errors import ConfigError
+from daemon.library import Library
+from daemon.service.ledger import Ledger
+from daemon.service.planner import Plan, Planner, ProblemBook, SpecCatalog
+from daemon.service.service import weights_ready
+from daemon.service.watch import SettleTracker
+from daemon.spec import load_specs
+
+CLIP_SPEC = 'prompts = ["organic"]\n[training]\nclip_model = "ViT-B-32"\npretrained = "openai"\n'
+TINY_SPEC = 'prompts = ["tiny"]\n[training]\nclip_model = "afx-tiny"\npretrained = "none"\n'
+
+
+def fake_cached_weights(models: Path, repo: str = "timm/vit_base_patch32_clip_224.openai") -> None:
+    """A file where the Hugging Face cache keeps open_clip's ViT-B-32 (openai) weights."""
+    folder = models / f"models--{repo.replace('/', '--')}"
+    revision = "0" * 40
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(revision)
+    (folder / "snapshots" / revision).mkdir(parents=True)
+    (folder / "snapshots" / revision / "open_clip_model.safetensors").write_bytes(b"weights")
+
+
+def _planner(tmp_path: Path, specs: dict[str, str]) -> Planner:
+    (tmp_path / "specs").mkdir()
+    for name, text in specs.items():
+        (tmp_path / "specs" / f"{name}.toml").write_text(text)
+    ledger = Ledger(tmp_path / "state" / "ledger.sqlite3")
+    catalog = SpecCatalog(ledger=ledger, limits=Limits(), renders=tmp_path / "renders", problems=ProblemBook(ledger))
+    catalog.refresh(SettleTracker(settle_s=0.0).scan(tmp_path / "specs", include=lambda r: r.suffix == ".toml"))
+    models = tmp_path / "models"
+    return Planner(ledger=ledger, catalog=catalog, library=Library(tmp_path / "library"), renders=tmp_path / "renders",
+                   default_styles=(), hash_file=lambda p: p.name,
+                   weights_ready=lambda spec: weights_ready(spec, models=models))
+
+
+def _plan(planner: Planner, inbox: Path) -> Plan:
+    deadline = time.monotonic() + 30
+    while (plan := planner.plan(SettleTracker(settle_s=0.0).scan(inbox))).hashing:
+        assert time.monotonic() < deadline, f"still hashing {plan.hashing}"
+        time.sleep(0.02)
+    return plan
+
+
+def _jobs(plan: Plan) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for job in plan.jobs:
+        found.setdefault(Path(str(job.track_path)).name if job.track_path else "-", set()).add(
+            f"{job.kind}:{job.style_name}")
+    return found
+
+
+def test_clip_specs_without_weights_stay_out_of_the_default_set_until_the_weights_arrive(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    planner = _planner(tmp_path, {"organic": CLIP_SPEC, "tiny": TINY_SPEC})
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.wav").write_bytes(b"a")
+    (inbox / "b.wav").write_bytes(b"b")
+    (inbox / "b.toml").write_text('styles = ["organic"]\n')  # named explicitly: trained anyway
+    first = _plan(planner, inbox)
+    assert _jobs(first) == {"-": {"train:tiny", "train:organic"}, "a.wav": {"render:tiny"},
+                            "b.wav": {"render:organic"}}
+    assert [s.name for s in planner.held_out.values()] == ["organic"]
+    _plan(planner, inbox)
+    held = [line for line in capsys.readouterr().out.splitlines() if "style.held_out" in line]
+    assert len(held) == 1 and "afx models fetch ViT-B-32 openai" in held[0]  # one line per spec, not per scan
+
+    fake_cached_weights(tmp_path / "models")
+    later = _plan(planner, inbox)
+    assert _jobs(later)["a.wav"] == {"render:tiny", "render:organic"}
+    assert planner.held_out == {}
+    assert "style.weights_found" in capsys.readouterr().out
+
+
+def test_the_weights_check_finds_the_models_cache_and_never_holds_out_offline_guides(tmp_path: Path) -> None:
+    from daemon.guidance import needs_download, weights_cached
+
+    assert not weights_cached("ViT-B-32", "openai", cache_dir=tmp_path)
+    fake_cached_weights(tmp_path)
+    assert weights_cached("ViT-B-32", "openai", cache_dir=tmp_path)
+    assert not weights_cached("RN50", "openai", cache_dir=tmp_path)  # another model's weights do not count
+    assert not needs_download("afx-tiny", "none") and not needs_download("none", "openai")
+    assert not needs_download("ViT-B-32", "/models/vit.safetensors") and needs_download("ViT-B-32", "openai")
+
+
+def test_spec_override_replaces_spec_keys_and_a_typo_names_afx_toml(tmp_path: Path) -> None:
+    spec = tmp_path / "s.toml"
+    spec.write_text(TINY_SPEC + "[render]\nwidth = 640\nheight = 360\n")
+    config = tmp_path / "afx.toml"
+    config.write_text("[spec_override.render]\nwidth = 1280\nheight = 720\n[spec_override.training]\niterations = 3\n")
+    override = load_config(config).spec_override
+    [plain] = load_specs(spec)
+    [big] = load_specs(spec, override=override)
+    assert (big.render.width, big.render.height, big.training.iterations) == (1280, 720, 3)
+    assert (plain.render.width, plain.training.iterations) == (640, 400)
+    assert big.style_id != plain.style_id  # iterations change the weights
+    config.write_text("[spec_override.training]\niteratons = 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(config)
+    assert e.value.path == str(config) and e.value.key == "spec_override.training.iteratons"
+
