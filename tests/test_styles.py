@@ -5,6 +5,7 @@ Small and quick: planners on temporary folders, one open_clip import for the mod
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -112,3 +113,32 @@ def test_spec_override_replaces_spec_keys_and_a_typo_names_afx_toml(tmp_path: Pa
         load_config(config)
     assert e.value.path == str(config) and e.value.key == "spec_override.training.iteratons"
 
+
+
+def test_the_mood_board_shows_swatches_palette_match_and_the_motion_metrics(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from daemon.board import write_mood_board
+
+    metrics = {"temporal_ssim_mean": 0.93, "motion_energy": 187.4, "onset_alignment": 0.61,
+               "loud_quiet_contrast": 1.8, "onset_correlation": 0.5, "palette_match": 0.74}
+    styles = {"ember": ("none", ["#1a0500", "#c1272d", "#ffb627"], metrics),
+              "odd": ("afx-tiny", ["red;background:url(x)", "#00ff00"], {**metrics, "palette_match": 0.2})}
+    for name, (clip, colours, m) in styles.items():
+        folder = tmp_path / name / "0123456789abcdef"
+        folder.mkdir(parents=True)
+        Image.new("RGB", (48, 9), "black").save(folder / "preview.png")
+        (folder / "style.json").write_text(json.dumps({
+            "name": name, "id": "0123456789abcdef", "created": "2026-12-02T08:00:00",
+            "spec": {"prompts": [{"text": f"{name} <b>"}]}, "palette": {"colors": colours},
+            "guidance": {"clip_model": clip, "pretrained": None, "trained_guidance": False},
+            "training": {"seconds": 61.2, "metrics": m}}))
+    page = write_mood_board(Library(tmp_path)).read_text()
+    ember, odd = page.split("<div class=\"card\">")[1:]
+    assert [f"background:{c}" in ember for c in styles["ember"][1]] == [True, True, True]
+    assert "palette match 74%" in ember and "class=\"match good\"" in ember
+    assert "<b>187</b>motion energy" in ember and "<b>0.61</b>onset alignment" in ember and "<b>1.80</b>loud/quiet" in ember
+    assert "no CLIP" in ember and "untrained guidance" not in ember  # weight-free is not "untrained"
+    assert "untrained guidance" in odd and "class=\"match poor\"" in odd
+    assert "url(x)" not in odd and "background:#00ff00" in odd  # only #rrggbb reaches a style attribute
+    assert "&lt;b&gt;" in ember
