@@ -366,8 +366,10 @@ def cmd_evaluate(args: argparse.Namespace, config: ServiceConfig) -> int:
     from daemon.library import Library, resolve_style
 
     library = Library(config.path("library"))
-    refs = args.style or [f"random:{seed}" for seed in range(1, 6)]
-    styles = [resolve_style(ref, library=library) for ref in refs]
+    if args.style:
+        styles = [resolve_style(ref, library=library) for ref in args.style]
+    else:
+        styles = _shipped_styles(config, library, device=args.device or config.device)
     folder = Path(args.corpus)
     tracks = [Path(t) for t in args.tracks] if args.tracks else sorted(
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() not in (".md", ".txt"))
@@ -383,9 +385,30 @@ def cmd_evaluate(args: argparse.Namespace, config: ServiceConfig) -> int:
 
     rows = evaluate(styles, excerpts, art_dir=Path(args.art), size=(width, height), fps=args.fps, on_row=show)
     command = args.command_line or "afx " + " ".join(sys.argv[1:])
-    doc = write_results(rows, doc=Path(args.doc), art_dir=Path(args.art), command=command)
+    doc = write_results(rows, doc=Path(args.doc), art_dir=Path(args.art), command=command, styles=styles)
     print(f"table → {doc}, contact sheets and evaluate.json → {args.art}")
     return 0
+
+
+def _shipped_styles(config: ServiceConfig, library: Any, *, device: str) -> list[Any]:
+    """The default set of the specs folder (every spec but CLIP ones still waiting for their weights), each
+    trained first when the library lacks it, as the service would train it."""
+    from daemon.guidance import guide_ready
+    from daemon.pipeline import inbox_references
+    from daemon.spec import load_specs
+    from daemon.style import Style
+
+    styles = []
+    for path in sorted(config.path("specs").rglob("*.toml")):
+        for spec in load_specs(path, limits=config.limits, override=config.spec_override):
+            if not guide_ready(spec.training.clip_model, spec.training.pretrained, cache_dir=config.path("models")):
+                print(f"held out: {spec.name} (CLIP {spec.training.clip_model} weights are not in the models cache)")
+                continue
+            if not library.has(spec.name, spec.style_id):
+                _train_one(spec, config, library=library, inbox=inbox_references(spec, config.path("inbox")),
+                           device=device, allow_download=False)
+            styles.append(Style.load(library.folder_for(spec.name, spec.style_id)))
+    return styles
 
 
 # ── parser and entry point ───────────────────────────────────────────────────────────────────────────────
@@ -474,7 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("evaluate", help="render styles on corpus tracks and score reactivity (docs/ART.md)")
-    p.add_argument("--style", action="append", help="style to evaluate (repeatable; default random:1..5)")
+    p.add_argument("--style", action="append", help="style to evaluate (repeatable; default: every style of the "
+                   "specs folder's default set, trained first when the library lacks it)")
+    p.add_argument("--device", help="device for trainings the evaluation needs (default from config)")
     p.add_argument("--corpus", default="../shared/corpus", help="folder of tracks (default ../shared/corpus)")
     p.add_argument("--tracks", nargs="*", help="these tracks instead of the corpus folder's")
     p.add_argument("--seconds", type=float, default=30.0, help="first seconds of each track (default 30)")

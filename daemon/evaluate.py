@@ -28,6 +28,7 @@ from daemon.style import Style
 
 SILENT_DB = -90.0  # the near-silent track: the loudest track attenuated this much
 SSIM_GOAL, ALIGNMENT_GOAL, SILENCE_SHARE, CONTRAST_GOAL = 0.90, 0.5, 0.10, 2.0
+PALETTE_GOAL = 0.70  # palette match: share of pixels within the stated ΔE of a palette colour (docs/ART.md)
 SHEET_MOMENTS = 6  # frames per track in a contact sheet
 THUMB = (160, 90)
 BEGIN, END = "<!-- afx evaluate: begin -->", "<!-- afx evaluate: end -->"
@@ -62,7 +63,9 @@ def _rms_db(samples: np.ndarray) -> float:
 
 def measure(style: Style, timeline: FeatureTimeline, *, size: tuple[int, int], fps: int) -> tuple[dict[str, Any],
                                                                                                   list[np.ndarray]]:
-    """The metrics of one render, and SHEET_MOMENTS frames evenly spread over it (thumbnails)."""
+    """The metrics of one render (with `render_s`, the seconds spent rendering), and SHEET_MOMENTS frames
+    evenly spread over it (thumbnails)."""
+    started = time.perf_counter()
     metrics = TemporalMetrics(timeline.n_frames, fps=fps)
     picks = set(np.linspace(0, timeline.n_frames - 1, SHEET_MOMENTS).round().astype(int).tolist())
     thumbs, index = [], 0
@@ -73,7 +76,8 @@ def measure(style: Style, timeline: FeatureTimeline, *, size: tuple[int, int], f
             if index in picks:
                 thumbs.append(np.asarray(Image.fromarray(frame.numpy()).resize(THUMB)))
             index += 1
-    return metrics.result(timeline.onset, level=timeline.channel_values()[:, 2]), thumbs
+    result = metrics.result(timeline.onset, level=timeline.channel_values()[:, 2])
+    return {**result, "render_s": round(time.perf_counter() - started, 3)}, thumbs
 
 
 def check_targets(rows: list[dict[str, Any]]) -> None:
@@ -167,6 +171,51 @@ def summary(rows: Sequence[dict[str, Any]]) -> str:
             "(n/a: the excerpt's level hardly varies, or it is the silent one).")
 
 
+def style_summary(rows: Sequence[dict[str, Any]], styles: Sequence[Style] = ()) -> list[dict[str, Any]]:
+    """One row per style: means over its loud excerpts, how many meet SSIM ≥ 0.9 with onset alignment ≥ 0.5
+    (alignment alone: issue 11's target), the palette target, training seconds and render speed."""
+    by_name = {s.name: s for s in styles}
+    summary = []
+    for name in dict.fromkeys(r["style"] for r in rows):
+        loud = [r for r in rows if r["style"] == name and not r["silent"]]
+        mine = [r for r in rows if r["style"] == name]
+
+        def mean(key: str, group: Sequence[dict[str, Any]] = loud) -> float | None:
+            values = [r["metrics"].get(key) for r in group if r["metrics"].get(key) is not None]
+            return float(np.mean(values)) if values else None
+
+        aligned = [(r["metrics"]["temporal_ssim_mean"] or 0) >= SSIM_GOAL
+                   and (r["metrics"]["onset_alignment"] or 0) >= ALIGNMENT_GOAL for r in loud]
+        match = mean("palette_match", mine)
+        frames = sum(r["frames"] for r in mine)
+        render_s = sum(r["metrics"].get("render_s") or 0.0 for r in mine)
+        style = by_name.get(name)
+        summary.append({
+            "style": name, "palette": list(getattr(getattr(style, "palette", None), "colors", None) or []),
+            "palette_match": match, "palette_met": None if match is None else match >= PALETTE_GOAL,
+            "ssim": mean("temporal_ssim_mean"), "onset_alignment": mean("onset_alignment"),
+            "motion_energy": mean("motion_energy"), "loud_quiet_contrast": mean("loud_quiet_contrast"),
+            "aligned": f"{sum(aligned)}/{len(aligned)}",
+            "training_s": (style.training or {}).get("seconds") if style is not None else None,
+            "render_fps": round(frames / render_s, 1) if render_s else None,
+            "sheet": mine[0].get("sheet") if mine else None})
+    return summary
+
+
+def summary_table(summary: Sequence[dict[str, Any]]) -> str:
+    """The per-style markdown table of docs/ART.md."""
+    lines = [("| style | palette | palette match | SSIM | onset align. | motion /s | loud/quiet | SSIM≥0.9 & align≥0.5 "
+              "| training s | render fps |"), "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in summary:
+        match = "—" if r["palette_match"] is None else f"{r['palette_match']:.0%}" + (
+            "" if r["palette_met"] else " (**< 70 %**)")
+        colours = " ".join(f"`{c}`" for c in r["palette"]) or "—"
+        lines.append(f"| {r['style']} | {colours} | {match} | {_num(r['ssim'], 3)} | {_num(r['onset_alignment'])} "
+                     f"| {_num(r['motion_energy'], 1)} | {_num(r['loud_quiet_contrast'])} | {r['aligned']} "
+                     f"| {_num(r['training_s'], 0)} | {_num(r['render_fps'], 1)} |")
+    return "\n".join(lines)
+
+
 def rejudge(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows of an earlier run (evaluate.json) with the targets judged again, style by style."""
     rows = [dict(r) for r in rows]
@@ -175,13 +224,17 @@ def rejudge(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_results(rows: Sequence[dict[str, Any]], *, doc: Path, art_dir: Path, command: str) -> Path:
-    """evaluate.json beside the sheets, and the table between the markers of `doc` (appended if absent)."""
-    write_json_atomic(art_dir / "evaluate.json", {"command": command, "rows": list(rows)})
-    sheets = sorted({r["sheet"] for r in rows})
+def write_results(rows: Sequence[dict[str, Any]], *, doc: Path, art_dir: Path, command: str,
+                  styles: Sequence[Style] = ()) -> Path:
+    """evaluate.json beside the sheets, and the tables between the markers of `doc` (appended if absent):
+    one row per style, each style's contact sheet, then every (style, track) row."""
+    per_style = style_summary(rows, styles)
+    write_json_atomic(art_dir / "evaluate.json", {"command": command, "styles": per_style, "rows": list(rows)})
     rel = art_dir.relative_to(doc.parent) if art_dir.is_relative_to(doc.parent) else art_dir
-    block = "\n".join([BEGIN, "", f"Produced by `{command}`.", "", table(rows), "", summary(rows), "",
-                       *[f"![{s}]({(rel / s).as_posix()})" for s in sheets], "", END])
+    sheets = [f"![{r['style']}]({(rel / r['sheet']).as_posix()})" for r in per_style if r["sheet"]]
+    block = "\n".join([BEGIN, "", f"Produced by `{command}`.", "", summary_table(per_style), "",
+                       *[line for sheet in sheets for line in (sheet, "")],
+                       "Every style on every excerpt:", "", table(rows), "", summary(rows), "", END])
     text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Art\n\n"
     if BEGIN in text and END in text:
         text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]

@@ -171,6 +171,11 @@ def needs_download(clip_model: str, pretrained: str) -> bool:
             and not is_checkpoint_path(pretrained))
 
 
+def guide_ready(clip_model: str, pretrained: str, *, cache_dir: Path | None) -> bool:
+    """False while a guide needs pretrained hub weights that the models cache lacks (nothing is downloaded)."""
+    return not needs_download(clip_model, pretrained) or weights_cached(clip_model, pretrained, cache_dir=cache_dir)
+
+
 def weights_cached(clip_model: str, tag: str, *, cache_dir: Path | None) -> bool:
     """Whether the hub weights of (clip_model, tag) are in the models cache; never touches the network.
 

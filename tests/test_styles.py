@@ -142,3 +142,34 @@ def test_the_mood_board_shows_swatches_palette_match_and_the_motion_metrics(tmp_
     assert "untrained guidance" in odd and "class=\"match poor\"" in odd
     assert "url(x)" not in odd and "background:#00ff00" in odd  # only #rrggbb reaches a style attribute
     assert "&lt;b&gt;" in ember
+
+
+TINY_TRAINING = ('[network]\nwidth = 16\ndepth = 2\n[training]\nclip_model = "afx-tiny"\npretrained = "none"\n'
+                 "iterations = 2\nresolution = 32\ncutouts = 1\ntime_points = 2\n")
+
+
+def test_one_evaluate_command_trains_and_scores_every_style_of_the_default_set(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from daemon.cli import main
+    from tests.conftest import synth, write_wav
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "glow.toml").write_text('prompts = ["glow"]\n' + TINY_TRAINING)
+    (tmp_path / "specs" / "organic.toml").write_text(CLIP_SPEC)  # no weights here: held out, not a failure
+    (tmp_path / "afx.toml").write_text('download_models = false\n[folders]\ninbox = "inbox"\nspecs = "specs"\n'
+                                       'library = "library"\nstate = "state"\n')
+    track = write_wav(tmp_path / "corpus" / "beat.wav", synth(2.0, seed=3))
+    doc, art = tmp_path / "ART.md", tmp_path / "art"
+    doc.write_text("# Art\n\nkept\n")
+    assert main(["--config", str(tmp_path / "afx.toml"), "evaluate", "--tracks", str(track), "--seconds", "2",
+                 "--size", "64x36", "--fps", "10", "--doc", str(doc), "--art", str(art), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "trained glow" in out and "held out: organic" in out
+    result = json.loads((art / "evaluate.json").read_text())
+    [glow] = result["styles"]
+    assert glow["style"] == "glow" and glow["render_fps"] > 0 and glow["training_s"] is not None
+    assert glow["aligned"].endswith("/1") and glow["ssim"] is not None and glow["motion_energy"] is not None
+    assert [r["track"] for r in result["rows"]] == ["beat", "beat at -90 dB"]
+    text = doc.read_text()
+    assert text.startswith("# Art\n\nkept\n") and "| glow |" in text and "![glow](art/glow.jpg)" in text
+    assert (art / "glow.jpg").is_file()

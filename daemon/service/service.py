@@ -99,11 +99,9 @@ class Timers:
 
 def weights_ready(spec: StyleSpec, *, models: Path) -> bool:
     """False while a style's guide needs pretrained hub weights that the models cache lacks."""
-    from daemon.guidance import needs_download, weights_cached  # open_clip only for specs that need the hub
+    from daemon.guidance import guide_ready  # torch and open_clip: not for the planner's import
 
-    t = spec.training
-    return not needs_download(t.clip_model, t.pretrained) or weights_cached(t.clip_model, t.pretrained,
-                                                                             cache_dir=models)
+    return guide_ready(spec.training.clip_model, spec.training.pretrained, cache_dir=models)
 
 
 @dataclass
