@@ -25,6 +25,7 @@ from daemon.audio.features import FeatureTimeline, extract_features
 from daemon.encode import EncodeSettings, VideoWriter, verify_video
 from daemon.errors import AfxError, RenderError, TrackRemoved, storage_errors
 from daemon.metrics import TemporalMetrics
+from daemon.palette import PaletteMatch
 from daemon.render import RenderSettings, render_frames, resolve_device
 from daemon.report import REPORT_SCHEMA, now_iso, versions, write_json_atomic
 from daemon.style import Style
@@ -168,6 +169,7 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
         raise
     render_s = time.perf_counter() - render_started
     total_s = time.perf_counter() - started
+    palette_match = metrics.pop("palette_match")
     report = {
         "schema": REPORT_SCHEMA, "ok": True, "created": now_iso(),
         "track": track.to_dict(),
@@ -182,6 +184,8 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
         "timing": {"features_s": round(features_s, 3), "render_s": round(render_s, 3), "total_s": round(total_s, 3),
                    "realtime_factor": round(track.duration_s / total_s, 4) if total_s > 0 else None},
         "metrics": metrics,
+        "palette_match": palette_match,  # share of sampled pixels within MATCH_DELTA_E of the palette, or None
+        "palette": palette_colours(style),
         "device": device_name(device),
         "versions": versions(),
         **(extra_report or {}),
@@ -194,14 +198,16 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
 def encode_video(style: Style, timeline: FeatureTimeline, settings: RenderSettings, *, audio_path: Path,
                  scratch: Path, device: Any, encode: EncodeSettings,
                  on_progress: Progress | None) -> dict[str, Any]:
-    """Stream the rendered frames into ffmpeg; returns the temporal metrics."""
+    """Stream the rendered frames into ffmpeg; returns the temporal metrics and the palette match."""
     writer = VideoWriter(scratch, width=settings.width, height=settings.height, fps=settings.fps,
                          audio_path=audio_path, settings=encode)
     metrics = TemporalMetrics(timeline.n_frames, fps=settings.fps)
+    match = PaletteMatch(style.palette, timeline.n_frames)
     try:
         done = 0
         for batch in render_frames(style, timeline, settings, device=device):
             metrics.update(batch)
+            match.update(batch)
             writer.write(batch.cpu().numpy())
             done += batch.shape[0]
             if on_progress:
@@ -210,7 +216,13 @@ def encode_video(style: Style, timeline: FeatureTimeline, settings: RenderSettin
     except BaseException:
         writer.abort()
         raise
-    return metrics.result(timeline.onset, level=timeline.channel_values()[:, 2])
+    return {**metrics.result(timeline.onset, level=timeline.channel_values()[:, 2]),
+            "palette_match": match.result()}
+
+
+def palette_colours(style: Style) -> list[str] | None:
+    """The report's `palette`: the style's colours as "#rrggbb", or None."""
+    return list(style.palette.colors) if style.palette is not None else None
 
 
 def device_name(device: Any) -> str:
@@ -303,10 +315,16 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
     from daemon.style import FeatureDescription
     from daemon.train import clear_checkpoint, optimise, prior_walk
 
+    from daemon.spec import NO_CLIP
+
     log = get_logger("afx.train").bind(style=spec.name, style_id=spec.style_id)
     torch_device = resolve_device(device)
-    guide = load_guide(spec.training.clip_model, spec.training.pretrained, cache_dir=models_dir,
-                       device=torch_device, allow_download=allow_download)
+    guide = None if spec.training.clip_model == NO_CLIP else load_guide(
+        spec.training.clip_model, spec.training.pretrained, cache_dir=models_dir, device=torch_device,
+        allow_download=allow_download)
+    guidance = guide.describe() if guide is not None else {"clip_model": NO_CLIP, "pretrained": None,
+                                                          "trained_guidance": False}
+    trained_guidance = bool(guidance["trained_guidance"])
     paths = reference_paths(spec, reference_tracks)
     warnings = []
     if missing := missing_references(spec):
@@ -317,17 +335,18 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
     reductions = style_reductions(spec, paths, ctx=ctx, log=log)
     references = reference_features(paths, spec, ctx=ctx, log=log, reductions=reductions)
     timelines = [timeline for _, timeline in references]
-    log.info("train.start", clip_model=guide.clip_model, pretrained=guide.pretrained,
-             trained_guidance=guide.trained, iterations=spec.training.iterations, device=str(torch_device),
+    log.info("train.start", clip_model=guidance["clip_model"], pretrained=guidance["pretrained"],
+             trained_guidance=trained_guidance, iterations=spec.training.iterations, device=str(torch_device),
              reference_tracks=len(timelines))
     result = optimise(spec, guide, timelines, device=torch_device, checkpoint_dir=checkpoint_dir,
-                      on_step=StepLogger(log, on_step, trained_guidance=guide.trained), should_stop=should_stop)
+                      on_step=StepLogger(log, on_step, trained_guidance=trained_guidance), should_stop=should_stop)
     final = result.final_similarity()
+    palette = spec.resolved_palette()
     style = Style(name=spec.name, style_id=spec.style_id, network=spec.network, encoder=spec.encoder,
                   features=FeatureDescription.for_sets(spec.audio.features, reduction=reductions,
                                                        embedding_dims=spec.audio.embedding_dims),
-                  model=result.model, trained=True,
-                  guidance=guide.describe(), spec=spec.to_dict(), created=now_iso(),
+                  model=result.model, trained=True, palette=palette,
+                  guidance=guidance, spec=spec.to_dict(), created=now_iso(),
                   training={"final_similarity": final, "mean_similarity": _mean(final), "seconds": round(result.seconds, 2),
                             "iterations": spec.training.iterations, "audio_source": result.audio_source,
                             "resumed_from": result.resumed_from, "variant": spec.variant,
@@ -341,7 +360,8 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
     clear_checkpoint(checkpoint_dir)
     write_mood_board(library)
     log.info("train.done", seconds=round(result.seconds, 2), similarity=_mean(final),
-             trained_guidance=guide.trained, folder=str(folder))
+             palette_match=style.training["metrics"].get("palette_match"), trained_guidance=trained_guidance,
+             folder=str(folder))
     return style
 
 
@@ -420,14 +440,23 @@ def write_training_artifacts(folder: Path, style: Style, result: Any, timelines:
     from daemon.plots import plot_curves
 
     history = [{"step": r.step, "loss": round(r.loss, 6), "similarity": {k: round(v, 6) for k, v in r.similarity.items()},
-                "temporal": round(r.temporal, 6), "lr": r.lr, "seconds": round(r.seconds, 3)} for r in result.history]
+                "temporal": round(r.temporal, 6), "lr": r.lr, "seconds": round(r.seconds, 3),
+                **({"terms": {k: round(v, 6) for k, v in r.terms.items()}} if r.terms else {})} for r in result.history]
     write_json_atomic(folder / "training.json", {
-        "style": style.name, "id": style.style_id, **style.guidance, **style.training, "history": history})
+        "style": style.name, "id": style.style_id, **style.guidance, **style.training,
+        "palette": style.palette.describe() if style.palette is not None else None, "history": history})
+    steps = [r.step for r in result.history]
     prompts = list(result.history[-1].similarity) if result.history else []
-    plot_curves([r.step for r in result.history], {p: [r.similarity[p] for r in result.history] for p in prompts},
-                folder / "curve.png", title=f"{style.name}: CLIP similarity"
-                + ("" if style.guidance.get("trained_guidance") else " (UNTRAINED guidance model)"),
-                ylabel="cosine similarity")
+    if prompts:
+        plot_curves(steps, {p: [r.similarity[p] for r in result.history] for p in prompts}, folder / "curve.png",
+                    title=f"{style.name}: CLIP similarity"
+                    + ("" if style.guidance.get("trained_guidance") else " (UNTRAINED guidance model)"),
+                    ylabel="cosine similarity")
+    else:  # no CLIP: the weight-free terms and the loss
+        terms = sorted({k for r in result.history for k in r.terms})
+        plot_curves(steps, {"loss": [r.loss for r in result.history],
+                            **{k: [r.terms.get(k, float("nan")) for r in result.history] for k in terms}},
+                    folder / "curve.png", title=f"{style.name}: weight-free terms (no CLIP)", ylabel="value")
     preview_image(style, timelines).save(folder / "preview.png")
 
 
@@ -492,9 +521,12 @@ def clip_metrics(style: Style, timeline: FeatureTimeline, *, frames: int = 60,
     n = min(frames, timeline.n_frames)
     settings = RenderSettings(width=size[0], height=size[1], fps=int(timeline.fps), device="cpu")
     metrics = TemporalMetrics(n, fps=timeline.fps)
+    match = PaletteMatch(style.palette, n)
     for batch in render_frames(style, timeline, settings, device=torch.device("cpu"), stop=n):
         metrics.update(batch)
-    return metrics.result(timeline.onset[:n], level=timeline.channel_values()[:n, 2])
+        match.update(batch)
+    return {**metrics.result(timeline.onset[:n], level=timeline.channel_values()[:n, 2]),
+            "palette_match": match.result(), "palette": palette_colours(style)}
 
 
 def _mean(values: dict[str, float]) -> float | None:
