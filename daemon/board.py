@@ -16,8 +16,8 @@ from PIL import Image, ImageDraw
 
 from daemon.atomic import atomic_path, atomic_write_text
 from daemon.report import write_json_atomic
+from daemon.spec import NO_CLIP
 
-WEIGHT_FREE = "none"  # training.clip_model of a style trained without CLIP (no guide, so nothing untrained)
 HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")  # the only colour form a swatch's style attribute gets
 
 PAGE_CSS = """
@@ -28,7 +28,7 @@ h1{font-weight:600}.grid{display:grid;grid-template-columns:repeat(auto-fill,min
 .prompt{color:#cfc;margin:.3rem 0}.neg{color:#fbb}.meta{color:#aaa;font-size:.85rem}
 .warn{display:inline-block;background:#a40;color:#fff;border-radius:4px;padding:0 .4rem;font-size:.8rem}
 .swatches{display:flex;gap:3px;margin:.45rem 0}.swatch{flex:1;height:18px;border-radius:3px;border:1px solid #0006}
-.match{font-size:.85rem;margin-left:.4rem}.good{color:#8e8}.poor{color:#fa6}
+.match{font-size:.85rem}.good{color:#8e8}.poor{color:#fa6}
 .metrics{display:grid;grid-template-columns:repeat(3,1fr);gap:.2rem .6rem;margin:.4rem 0;font-size:.85rem}
 .metrics b{display:block;font-size:1rem;color:#fff}.metrics span{color:#aaa}
 table{border-collapse:collapse}td,th{border-bottom:1px solid #333;padding:.4rem .7rem;text-align:left}
@@ -82,7 +82,7 @@ def _palette_row(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     verdict = "" if match is None else ("good" if match >= PALETTE_MATCH_GOAL else "poor")
     shown = "palette match —" if match is None else f"palette match {match:.0%}"
     return (f"<div class=\"swatches\">{swatches}</div>"
-            f"<div class=\"meta\">palette<span class=\"match {verdict}\">{shown}</span></div>")
+            f"<div class=\"meta\"><span class=\"match {verdict}\">{shown}</span></div>")
 
 
 def _card(meta: dict[str, Any], folder: Path, root: Path) -> str:
@@ -92,7 +92,7 @@ def _card(meta: dict[str, Any], folder: Path, root: Path) -> str:
     prompts = "".join(f"<div class=\"prompt\">“{html.escape(p['text'])}”</div>" for p in spec.get("prompts", []))
     negatives = "".join(f"<div class=\"prompt neg\">not “{html.escape(p['text'])}”</div>"
                         for p in spec.get("negative_prompts", []))
-    weight_free = guidance.get("clip_model") == WEIGHT_FREE
+    weight_free = guidance.get("clip_model") == NO_CLIP  # no guide, so nothing untrained
     warn = "" if guidance.get("trained_guidance") or weight_free else \
         " <span class=\"warn\">untrained guidance model</span>"
     sim = training.get("mean_similarity")

@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 from daemon.audio.decode import ANALYSIS_RATE, decode_audio
 from daemon.audio.features import FeatureTimeline, extract_features
 from daemon.metrics import TemporalMetrics
+from daemon.palette import PaletteMatch
 from daemon.render import RenderSettings, render_frames
 from daemon.report import write_json_atomic
 from daemon.style import Style
@@ -67,17 +68,19 @@ def measure(style: Style, timeline: FeatureTimeline, *, size: tuple[int, int], f
     evenly spread over it (thumbnails)."""
     started = time.perf_counter()
     metrics = TemporalMetrics(timeline.n_frames, fps=fps)
+    palette = PaletteMatch(style.palette, timeline.n_frames)
     picks = set(np.linspace(0, timeline.n_frames - 1, SHEET_MOMENTS).round().astype(int).tolist())
     thumbs, index = [], 0
     settings = RenderSettings(width=size[0], height=size[1], fps=fps, device="cpu")
     for batch in render_frames(style, timeline, settings, device=torch.device("cpu")):
         metrics.update(batch)
+        palette.update(batch)
         for frame in batch:
             if index in picks:
                 thumbs.append(np.asarray(Image.fromarray(frame.numpy()).resize(THUMB)))
             index += 1
     result = metrics.result(timeline.onset, level=timeline.channel_values()[:, 2])
-    return {**result, "render_s": round(time.perf_counter() - started, 3)}, thumbs
+    return {**result, "palette_match": palette.result(), "render_s": round(time.perf_counter() - started, 3)}, thumbs
 
 
 def check_targets(rows: list[dict[str, Any]]) -> None:
@@ -116,11 +119,15 @@ def evaluate(styles: Sequence[Style], excerpts: Sequence[Excerpt], *, art_dir: P
              fps: int = 30, on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Render every style on every excerpt; returns the rows (with targets) and writes one sheet per style."""
     rows: list[dict[str, Any]] = []
+    timelines: dict[tuple[int, tuple[str, ...]], FeatureTimeline] = {}  # styles of the same sets share them
     for style in styles:
         style_rows, style_thumbs = [], []
-        for excerpt in excerpts:
+        for index, excerpt in enumerate(excerpts):
             started = time.perf_counter()
-            timeline = extract_features(excerpt.samples, sr=ANALYSIS_RATE, fps=fps, sets=style.features.sets)
+            key = (index, tuple(style.features.sets))
+            if key not in timelines:
+                timelines[key] = extract_features(excerpt.samples, sr=ANALYSIS_RATE, fps=fps, sets=key[1])
+            timeline = timelines[key]
             metrics, thumbs = measure(style, timeline, size=size, fps=fps)
             row = {"style": style.name, "track": excerpt.label, "rms_db": round(excerpt.rms_db, 1),
                    "silent": excerpt.rms_db < -80, "frames": timeline.n_frames, "metrics": metrics,
@@ -147,12 +154,14 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """The markdown table of docs/ART.md."""
-    lines = ["| style | track | SSIM | motion /s | onset align. | onset corr. | loud/quiet | SSIM≥0.9 & react≥0.5 "
-             "| silent ≤10 % | contrast≥2 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| style | track | palette match | SSIM | motion /s | onset align. | onset corr. | loud/quiet "
+              "| SSIM≥0.9 & react≥0.5 | silent ≤10 % | contrast≥2 |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m = r["metrics"]
         silence = _mark(r["silence_met"]) + (f" ({r['silence_share']:.0%})" if r["silence_share"] is not None else "")
-        lines.append(f"| {r['style']} | {r['track']} | {_num(m['temporal_ssim_mean'], 3)} | {_num(m['motion_energy'], 1)} "
+        match = "—" if m.get("palette_match") is None else f"{m['palette_match']:.0%}"
+        lines.append(f"| {r['style']} | {r['track']} | {match} | {_num(m['temporal_ssim_mean'], 3)} "
+                     f"| {_num(m['motion_energy'], 1)} "
                      f"| {_num(m['onset_alignment'])} | {_num(m['onset_correlation'])} "
                      f"| {_num(m['loud_quiet_contrast'])} | {_mark(r['react_met'])} | {silence} "
                      f"| {_mark(r['contrast_met'])} |")

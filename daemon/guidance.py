@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from daemon.errors import GuidanceError
+from daemon.spec import NO_CLIP
 
 TINY_MODEL = "afx-tiny"
 UNTRAINED = "none"
@@ -167,7 +168,7 @@ def _create_pretrained(open_clip, clip_model: str, tag: str, *, cache_dir: Path 
 def needs_download(clip_model: str, pretrained: str) -> bool:
     """Whether a guide's weights come from the hub (a pretrained tag), not from afx or a local file.
     clip_model = "none" trains on weight-free terms only: no guide at all."""
-    return (clip_model not in (TINY_MODEL, UNTRAINED) and pretrained != UNTRAINED
+    return (clip_model not in (TINY_MODEL, NO_CLIP) and pretrained != UNTRAINED
             and not is_checkpoint_path(pretrained))
 
 

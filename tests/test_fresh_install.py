@@ -25,7 +25,7 @@ width = 16
 depth = 3
 
 [spec_override.training]
-iterations = 3
+iterations = 1
 resolution = 32
 cutouts = 1
 time_points = 2
@@ -41,6 +41,7 @@ fps = 10
 @pytest.fixture
 def fresh(tmp_path: Path) -> Iterator[ServiceUnderTest]:
     svc = ServiceUnderTest(tmp_path)
+    svc.configure(workers=2)  # two job processes: on 2 cores, nine tiny trainings are mostly start-up
     shutil.rmtree(tmp_path / "specs")
     shutil.copytree(ROOT / "specs", tmp_path / "specs")
     config = tmp_path / "afx.toml"
@@ -60,7 +61,7 @@ def test_a_fresh_offline_install_renders_every_default_style_and_holds_out_the_c
 
     fresh.track("dropped.wav", seconds=2.0)
     fresh.start()
-    fresh.wait(lambda: fresh.states() == ["done"] * len(offline), timeout=600, what="a video per default style")
+    fresh.wait(lambda: fresh.states() == ["done"] * len(offline), timeout=900, what="a video per default style")
 
     assert fresh.renders() == sorted(f"dropped.wav/{name}.{ext}" for name in offline for ext in ("mp4", "json"))
     held = fresh.events("style.held_out")

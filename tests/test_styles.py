@@ -19,6 +19,7 @@ from daemon.service.planner import Plan, Planner, ProblemBook, SpecCatalog
 from daemon.service.service import weights_ready
 from daemon.service.watch import SettleTracker
 from daemon.spec import load_specs
+from daemon.style import random_style
 
 CLIP_SPEC = 'prompts = ["organic"]\n[training]\nclip_model = "ViT-B-32"\npretrained = "openai"\n'
 TINY_SPEC = 'prompts = ["tiny"]\n[training]\nclip_model = "afx-tiny"\npretrained = "none"\n'
@@ -48,7 +49,8 @@ def _planner(tmp_path: Path, specs: dict[str, str]) -> Planner:
 
 
 def _plan(planner: Planner, inbox: Path) -> Plan:
-    deadline = time.monotonic() + 30
+    planner.plan(SettleTracker(settle_s=0.0).scan(inbox))  # the first plan imports open_clip: not timed
+    deadline = time.monotonic() + 60
     while (plan := planner.plan(SettleTracker(settle_s=0.0).scan(inbox))).hashing:
         assert time.monotonic() < deadline, f"still hashing {plan.hashing}"
         time.sleep(0.02)
@@ -79,9 +81,16 @@ def test_clip_specs_without_weights_stay_out_of_the_default_set_until_the_weight
     held = [line for line in capsys.readouterr().out.splitlines() if "style.held_out" in line]
     assert len(held) == 1 and "afx models fetch ViT-B-32 openai" in held[0]  # one line per spec, not per scan
 
+    (tmp_path / "specs" / "organic-warm.toml").write_text(CLIP_SPEC.replace("organic", "warm organic"))
+    warm = load_specs(tmp_path / "specs" / "organic-warm.toml")[0]
+    random_style(0).save(planner.library.folder_for(warm.name, warm.style_id))  # trained elsewhere: no weights needed
+    planner.catalog.refresh(SettleTracker(settle_s=0.0).scan(tmp_path / "specs", include=lambda r: r.suffix == ".toml"))
+    assert "render:organic-warm" in _jobs(_plan(planner, inbox))["a.wav"]
+    assert [s.name for s in planner.held_out.values()] == ["organic"]
+
     fake_cached_weights(tmp_path / "models")
     later = _plan(planner, inbox)
-    assert _jobs(later)["a.wav"] == {"render:tiny", "render:organic"}
+    assert _jobs(later)["a.wav"] == {"render:tiny", "render:organic", "render:organic-warm"}
     assert planner.held_out == {}
     assert "style.weights_found" in capsys.readouterr().out
 
@@ -173,3 +182,23 @@ def test_one_evaluate_command_trains_and_scores_every_style_of_the_default_set(
     text = doc.read_text()
     assert text.startswith("# Art\n\nkept\n") and "| glow |" in text and "![glow](art/glow.jpg)" in text
     assert (art / "glow.jpg").is_file()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the roadmap's five colour experiments plus a cool and a warm variant: each must be covered by a shipped style
+EXPERIMENTS = ("neon", "earth", "pastel", "mono", "fiery", "cool", "warm")
+
+
+def test_the_shipped_offline_styles_are_a_designed_mood_board() -> None:
+    from daemon.spec import NO_CLIP
+
+    offline = [s for p in sorted((ROOT / "specs").glob("*.toml")) for s in load_specs(p)
+               if s.training.clip_model == NO_CLIP]
+    assert 7 <= len(offline) <= 10, [s.name for s in offline]
+    assert all(any(s.name.startswith(word) for s in offline) for word in EXPERIMENTS)
+    for spec in offline:
+        palette = spec.resolved_palette()
+        assert palette is not None and len(palette.colors) >= 2, spec.name  # every one is a palette style
+        assert spec.network.color_mode == "palette" and spec.palette_trains, spec.name
+    assert sum(s.encoder.fold > 0 or s.encoder.mirror != "none" for s in offline) >= len(offline) - 2  # symmetry
+    assert len({s.style_id for s in offline}) == len({s.resolved_palette().colors for s in offline}) == len(offline)

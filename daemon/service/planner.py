@@ -420,8 +420,8 @@ class Planner:
         return list(unique.values())
 
     def default_set(self) -> list[StyleSpec]:
-        """Every style, except those whose guide's pretrained weights are not on this machine yet: the seed's
-        CLIP examples must not hold a fresh, offline install's tracks behind trainings that cannot start.
+        """Every style, except untrained ones whose guide's pretrained weights are not on this machine yet: the
+        seed's CLIP examples must not hold a fresh, offline install's tracks behind trainings that cannot start.
         A style named by a sidecar, a `tracks` glob or `default_styles` is trained anyway (and fails with
         the fix when its weights are missing)."""
         return [s for s in self.catalog.styles() if s.style_id not in self.held_out]
@@ -430,7 +430,7 @@ class Planner:
         """Re-check which styles wait for their weights; one log line when a style starts or stops waiting."""
         held: dict[str, StyleSpec] = {}
         for spec in self.catalog.styles():
-            if self.weights_ready(spec):
+            if self.library.has(spec.name, spec.style_id) or self.weights_ready(spec):  # trained: nothing to fetch
                 if spec.style_id in self.held_out:
                     log.info("style.weights_found", style=spec.name, clip_model=spec.training.clip_model,
                              pretrained=spec.training.pretrained)
