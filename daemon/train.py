@@ -54,6 +54,7 @@ from daemon.audio.features import (DEFAULT_EMBEDDING_DIMS, MOTION_IDLE, PULSE_RE
 from daemon.cppn import CPPN, InputEncoder
 from daemon.errors import TrainingError
 from daemon.guidance import Guide, cutouts
+from daemon.logs import Logger
 from daemon.palette import Palette, palette_loss, srgb_to_oklab
 from daemon.spec import NO_CLIP, StyleSpec
 from daemon.style import build_model, gradient_of
@@ -69,7 +70,7 @@ REACT_GAIN = 0.1  # mean colour change (0..1) a unit of audio change may explain
 MOTION_ALLOWANCE = 0.004  # unexplained change per frame allowed for free (the slow drift of motion)
 KEEP = 0.7  # detail and change may not fall below this share of the untrained network's
 CONTRAST_CAP = 0.3  # OKLab lightness spread above which the contrast term rewards nothing more
-NO_CLIP_RESOLUTION = 64  # training frames' shorter side at most, without CLIP
+NO_CLIP_RESOLUTION = 48  # training frames' shorter side at most, without CLIP
 
 
 class TrainingInterrupted(Exception):
@@ -331,7 +332,27 @@ def lr_factor(step: int, *, warmup: int, total: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-OnStep = Callable[[StepRecord, int], None]
+OnStep = Callable[[StepRecord, int], None]  # (the step just taken, the run's total steps)
+
+
+class StepLogger:
+    """An OnStep that forwards each step to `then` and logs `train.step` every 5 % of the run or every 30 s,
+    with an ETA."""
+
+    def __init__(self, log: Logger, then: OnStep | None, *, trained_guidance: bool, every_s: float = 30.0) -> None:
+        self.log, self.then, self.trained_guidance, self.every_s = log, then, trained_guidance, every_s
+        self.last_logged = time.monotonic()
+
+    def __call__(self, record: StepRecord, total: int) -> None:
+        if self.then:
+            self.then(record, total)
+        now = time.monotonic()
+        if record.step % max(1, total // 20) == 0 or record.step == total or now - self.last_logged > self.every_s:
+            self.last_logged = now
+            rate = record.seconds / max(record.step, 1)
+            self.log.info("train.step", step=record.step, of=total, loss=round(record.loss, 5),
+                          similarity={k: round(v, 4) for k, v in record.similarity.items()},
+                          eta_s=round(rate * (total - record.step), 1), trained_guidance=self.trained_guidance)
 
 
 def optimise(spec: StyleSpec, guide: Guide | None, timelines: Sequence[FeatureTimeline], *, device: torch.device,
@@ -393,7 +414,7 @@ def _optimise(spec: StyleSpec, guide: Guide | None, timelines: Sequence[FeatureT
             raise TrainingError(f"loss became {float(loss)} at step {step}", key="training.learning_rate",
                                 hint="lower training.learning_rate")
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # (untyped in torch)
         optimiser.step()
         schedule.step()
         record = StepRecord(step=step + 1, loss=float(loss.detach()), similarity=sims, temporal=coherence,
