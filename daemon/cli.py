@@ -405,7 +405,7 @@ def _shipped_styles(config: ServiceConfig, library: Any, *, device: str) -> list
     """The default set of the specs folder (every spec but CLIP ones still waiting for their weights), each
     trained first when the library lacks it, as the service would train it."""
     from daemon.guidance import guide_ready
-    from daemon.pipeline import inbox_references
+    from daemon.tracks import inbox_references
     from daemon.spec import load_specs
     from daemon.style import Style
 
