@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from PIL import Image, ImageDraw
 from daemon.atomic import atomic_path, atomic_write_text
 from daemon.library import Library
 from daemon.report import write_json_atomic
+from daemon.spec import NO_CLIP
+
+HEX_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")  # the only colour form a swatch's style attribute gets
 
 PAGE_CSS = """
 body{font-family:system-ui,sans-serif;background:#111;color:#eee;margin:2rem}
@@ -24,6 +28,10 @@ h1{font-weight:600}.grid{display:grid;grid-template-columns:repeat(auto-fill,min
 .card img{width:100%;display:block}.body{padding:.8rem 1rem}.name{font-size:1.1rem;font-weight:600}
 .prompt{color:#cfc;margin:.3rem 0}.neg{color:#fbb}.meta{color:#aaa;font-size:.85rem}
 .warn{display:inline-block;background:#a40;color:#fff;border-radius:4px;padding:0 .4rem;font-size:.8rem}
+.swatches{display:flex;gap:3px;margin:.45rem 0}.swatch{flex:1;height:18px;border-radius:3px;border:1px solid #0006}
+.match{font-size:.85rem}.good{color:#8e8}.poor{color:#fa6}
+.metrics{display:grid;grid-template-columns:repeat(3,1fr);gap:.2rem .6rem;margin:.4rem 0;font-size:.85rem}
+.metrics b{display:block;font-size:1rem;color:#fff}.metrics span{color:#aaa}
 table{border-collapse:collapse}td,th{border-bottom:1px solid #333;padding:.4rem .7rem;text-align:left}
 """
 
@@ -38,13 +46,44 @@ METRIC_LABELS = {"motion_energy": "motion /s", "onset_alignment": "onset alignme
                  "loud_quiet_contrast": "loud/quiet", "onset_correlation": "onset corr."}
 
 
+# the motion metrics a card shows large (docs/ART.md): what a user compares styles by
+CARD_METRICS = {"motion_energy": ("motion energy", "gray levels /s", 0), "onset_alignment": ("onset alignment", "0–1", 2),
+                "loud_quiet_contrast": ("loud/quiet", "motion ratio", 2)}
+PALETTE_MATCH_GOAL = 0.70  # docs/ART.md: a palette style keeps ≥ 70 % of its pixels near a palette colour
+
+
 def _metrics_line(metrics: dict[str, Any]) -> str:
-    """One line of a style's clip metrics for its card (empty for styles trained before they existed)."""
+    """A style's clip metrics for its card (empty for styles trained before they existed): the three
+    motion metrics large, then one line of the rest."""
     if not metrics:
         return ""
-    parts = [f"SSIM {_fmt(metrics.get('temporal_ssim_mean'), 3)}"]
-    parts += [f"{label} {_fmt(metrics.get(key), 3)}" for key, label in METRIC_LABELS.items()]
-    return f"<div class=\"meta\">{html.escape(' · '.join(parts))}</div>"
+    cells = "".join(f"<div><b>{_fmt(metrics.get(key), digits)}</b>{html.escape(label)} <span>{html.escape(unit)}"
+                    f"</span></div>" for key, (label, unit, digits) in CARD_METRICS.items())
+    parts = [f"SSIM {_fmt(metrics.get('temporal_ssim_mean'), 3)}", f"onset corr. {_fmt(metrics.get('onset_correlation'), 3)}"]
+    return f"<div class=\"metrics\">{cells}</div><div class=\"meta\">{html.escape(' · '.join(parts))}</div>"
+
+
+def palette_colours(meta: dict[str, Any]) -> list[str]:
+    """The style's palette as "#rrggbb" strings (style.json's `palette`: a list, or a table with `colors`)."""
+    palette = meta.get("palette")
+    if isinstance(palette, dict):
+        palette = palette.get("colors")
+    if not isinstance(palette, list):
+        return []
+    return [c for c in palette if isinstance(c, str) and HEX_COLOUR.fullmatch(c)]
+
+
+def _palette_row(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """Swatches of the style's palette and its palette match (nothing for a style without a palette)."""
+    colours = palette_colours(meta)
+    if not colours:
+        return ""
+    swatches = "".join(f"<div class=\"swatch\" style=\"background:{c}\" title=\"{c}\"></div>" for c in colours)
+    match = metrics.get("palette_match")
+    verdict = "" if match is None else ("good" if match >= PALETTE_MATCH_GOAL else "poor")
+    shown = "palette match —" if match is None else f"palette match {match:.0%}"
+    return (f"<div class=\"swatches\">{swatches}</div>"
+            f"<div class=\"meta\"><span class=\"match {verdict}\">{shown}</span></div>")
 
 
 def _card(meta: dict[str, Any], folder: Path, root: Path) -> str:
@@ -54,16 +93,20 @@ def _card(meta: dict[str, Any], folder: Path, root: Path) -> str:
     prompts = "".join(f"<div class=\"prompt\">“{html.escape(p['text'])}”</div>" for p in spec.get("prompts", []))
     negatives = "".join(f"<div class=\"prompt neg\">not “{html.escape(p['text'])}”</div>"
                         for p in spec.get("negative_prompts", []))
-    warn = "" if guidance.get("trained_guidance") else " <span class=\"warn\">untrained guidance model</span>"
+    weight_free = guidance.get("clip_model") == NO_CLIP  # no guide, so nothing untrained
+    warn = "" if guidance.get("trained_guidance") or weight_free else \
+        " <span class=\"warn\">untrained guidance model</span>"
     sim = training.get("mean_similarity")
     preview = (folder / "preview.png").relative_to(root).as_posix()
+    guide = ("no CLIP (weight-free terms)" if weight_free else
+             f"{guidance.get('clip_model')} / {guidance.get('pretrained')} · similarity "
+             f"{'—' if sim is None else f'{sim:.4f}'}")
     return (f"<div class=\"card\"><img src=\"{html.escape(preview)}\" alt=\"preview of {html.escape(meta['name'])}\">"
             f"<div class=\"body\"><div class=\"name\">{html.escape(meta['name'])}{warn}</div>{prompts}{negatives}"
-            f"<div class=\"meta\">{html.escape(str(guidance.get('clip_model')))} / "
-            f"{html.escape(str(guidance.get('pretrained')))} · similarity "
-            f"{'—' if sim is None else f'{sim:.4f}'} · {training.get('seconds', '—')} s · "
+            f"<div class=\"meta\">{html.escape(guide)} · {training.get('seconds', '—')} s · "
             f"{html.escape(str(meta.get('created', ''))[:16])} · id {html.escape(meta['id'])}</div>"
-            f"{_metrics_line(training.get('metrics') or {})}{_rating_line(folder)}</div></div>")
+            f"{_palette_row(meta, training.get('metrics') or {})}{_metrics_line(training.get('metrics') or {})}"
+            f"{_rating_line(folder)}</div></div>")
 
 
 def _rating_line(folder: Path) -> str:

@@ -183,8 +183,8 @@ def cmd_spec_check(args: argparse.Namespace, config: ServiceConfig) -> int:
     failed = 0
     for path in files:
         try:
-            spec = load_spec(path, limits=config.limits)
-            variants = load_specs(path, limits=config.limits)
+            spec = load_spec(path, limits=config.limits, override=config.spec_override)
+            variants = load_specs(path, limits=config.limits, override=config.spec_override)
         except AfxError as e:
             failed += 1
             print(e.user_line())
@@ -211,7 +211,7 @@ def cmd_train(args: argparse.Namespace, config: ServiceConfig) -> int:
         print(f"no specs to train in {config.path('specs')}")
         return 0
     for path in paths:
-        variants = load_specs(path, limits=config.limits)
+        variants = load_specs(path, limits=config.limits, override=config.spec_override)
         inbox = inbox_references(variants[0], config.path("inbox"))  # as the service chooses them
         trained = []
         for spec in variants:
@@ -369,6 +369,8 @@ def cmd_status(args: argparse.Namespace, config: ServiceConfig) -> int:
           f"failed: {t['failed']}   bad input: {t['bad_input']}   superseded: {t['superseded']}")
     for p in snap["problems"]:
         print(f"problem: {p['error']} → {p['report']}")
+    for h in snap["held_out"]:
+        print(f"held out: {h['style']} — {h['reason']}")
     if snap["errors"]:
         print("last errors:")
         for e in snap["errors"]:
@@ -408,8 +410,10 @@ def cmd_evaluate(args: argparse.Namespace, config: ServiceConfig) -> int:
     from daemon.evaluate import evaluate, load_excerpts, write_results
 
     library = Library(config.path("library"))
-    refs = args.style or [f"random:{seed}" for seed in range(1, 6)]
-    styles = [resolve_style(ref, library=library) for ref in refs]
+    if args.style:
+        styles = [resolve_style(ref, library=library) for ref in args.style]
+    else:
+        styles = _shipped_styles(config, library, device=args.device or config.device)
     folder = Path(args.corpus)
     tracks = [Path(t) for t in args.tracks] if args.tracks else sorted(
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() not in (".md", ".txt"))
@@ -425,9 +429,30 @@ def cmd_evaluate(args: argparse.Namespace, config: ServiceConfig) -> int:
 
     rows = evaluate(styles, excerpts, art_dir=Path(args.art), size=(width, height), fps=args.fps, on_row=show)
     command = args.command_line or "afx " + " ".join(sys.argv[1:])
-    doc = write_results(rows, doc=Path(args.doc), art_dir=Path(args.art), command=command)
+    doc = write_results(rows, doc=Path(args.doc), art_dir=Path(args.art), command=command, styles=styles)
     print(f"table → {doc}, contact sheets and evaluate.json → {args.art}")
     return 0
+
+
+def _shipped_styles(config: ServiceConfig, library: Any, *, device: str) -> list[Any]:
+    """The default set of the specs folder (every spec but CLIP ones still waiting for their weights), each
+    trained first when the library lacks it, as the service would train it."""
+    from daemon.guidance import guide_ready
+    from daemon.tracks import inbox_references
+    from daemon.spec import load_specs
+    from daemon.style import Style
+
+    styles = []
+    for path in sorted(config.path("specs").rglob("*.toml")):
+        for spec in load_specs(path, limits=config.limits, override=config.spec_override):
+            if not guide_ready(spec.training.clip_model, spec.training.pretrained, cache_dir=config.path("models")):
+                print(f"held out: {spec.name} (CLIP {spec.training.clip_model} weights are not in the models cache)")
+                continue
+            if not library.has(spec.name, spec.style_id):
+                _train_one(spec, config, library=library, inbox=inbox_references(spec, config.path("inbox")),
+                           device=device, allow_download=False)
+            styles.append(Style.load(library.folder_for(spec.name, spec.style_id)))
+    return styles
 
 
 # ── parser and entry point ───────────────────────────────────────────────────────────────────────────────
@@ -522,7 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("evaluate", help="render styles on corpus tracks and score reactivity (docs/ART.md)")
-    p.add_argument("--style", action="append", help="style to evaluate (repeatable; default random:1..5)")
+    p.add_argument("--style", action="append", help="style to evaluate (repeatable; default: every style of the "
+                   "specs folder's default set, trained first when the library lacks it)")
+    p.add_argument("--device", help="device for trainings the evaluation needs (default from config)")
     p.add_argument("--corpus", default="../shared/corpus", help="folder of tracks (default ../shared/corpus)")
     p.add_argument("--tracks", nargs="*", help="these tracks instead of the corpus folder's")
     p.add_argument("--seconds", type=float, default=30.0, help="first seconds of each track (default 30)")

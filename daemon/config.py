@@ -11,7 +11,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from daemon.errors import ConfigError
 from daemon.tables import bounds, from_table
@@ -137,6 +137,10 @@ class ServiceConfig:
     stop_timeout_s: float = field(default=60.0, metadata=bounds(lo=1.0, hi=3600.0))  # SIGTERM grace
     lease_s: float = field(default=600.0, metadata=bounds(lo=5.0))  # a job lease not renewed this long expired
     log_json: bool | None = None  # None: JSON lines unless on a terminal
+    # tables of spec keys ([spec_override.render] width = 1280, ...) replaced in every spec read from the specs
+    # folder (by the service, `afx train` and `afx spec check`): 720p for all styles, or tiny trial sizes.
+    # Keys that change the weights give the styles new ids, like an edit of every spec.
+    spec_override: dict[str, Any] = field(default_factory=dict)
     base: Path = Path(".")  # the folder relative paths resolve against (set by the loader, not the file)
 
     def path(self, name: str) -> Path:
@@ -176,4 +180,7 @@ def load_config(explicit: str | Path | None = None) -> ServiceConfig:
         raise ConfigError(f"cannot read ({e})", path=path) from e
     table.pop("base", None)
     config = from_table(ServiceConfig, table, error=ConfigError, path=path)
+    from daemon.spec import check_override  # not at the top: daemon.spec imports this module
+
+    check_override(config.spec_override, path=path)
     return replace(config, base=path.resolve().parent)

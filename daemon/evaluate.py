@@ -64,7 +64,9 @@ def _rms_db(samples: np.ndarray) -> float:
 
 def measure(style: Style, timeline: FeatureTimeline, *, size: tuple[int, int], fps: int) -> tuple[dict[str, Any],
                                                                                                   list[np.ndarray]]:
-    """The metrics of one render, and SHEET_MOMENTS frames evenly spread over it (thumbnails)."""
+    """The metrics of one render (with `render_s`, the seconds spent rendering), and SHEET_MOMENTS frames
+    evenly spread over it (thumbnails)."""
+    started = time.perf_counter()
     metrics = TemporalMetrics(timeline.n_frames, fps=fps)
     match = PaletteMatch(style.palette, timeline.n_frames)
     picks = set(np.linspace(0, timeline.n_frames - 1, SHEET_MOMENTS).round().astype(int).tolist())
@@ -78,7 +80,7 @@ def measure(style: Style, timeline: FeatureTimeline, *, size: tuple[int, int], f
                 thumbs.append(np.asarray(Image.fromarray(frame.numpy()).resize(THUMB)))
             index += 1
     return {**metrics.result(timeline.onset, level=timeline.channel_values()[:, 2]),
-            "palette_match": match.result()}, thumbs
+            "palette_match": match.result(), "render_s": round(time.perf_counter() - started, 3)}, thumbs
 
 
 def check_targets(rows: list[dict[str, Any]]) -> None:
@@ -119,11 +121,15 @@ def evaluate(styles: Sequence[Style], excerpts: Sequence[Excerpt], *, art_dir: P
              fps: int = 30, on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Render every style on every excerpt; returns the rows (with targets) and writes one sheet per style."""
     rows: list[dict[str, Any]] = []
+    timelines: dict[tuple[int, tuple[str, ...]], FeatureTimeline] = {}  # styles of the same sets share them
     for style in styles:
         style_rows, style_thumbs = [], []
-        for excerpt in excerpts:
+        for index, excerpt in enumerate(excerpts):
             started = time.perf_counter()
-            timeline = extract_features(excerpt.samples, sr=ANALYSIS_RATE, fps=fps, sets=style.features.sets)
+            key = (index, tuple(style.features.sets))
+            if key not in timelines:
+                timelines[key] = extract_features(excerpt.samples, sr=ANALYSIS_RATE, fps=fps, sets=key[1])
+            timeline = timelines[key]
             metrics, thumbs = measure(style, timeline, size=size, fps=fps)
             row = {"style": style.name, "track": excerpt.label, "rms_db": round(excerpt.rms_db, 1),
                    "silent": excerpt.rms_db < -80, "frames": timeline.n_frames, "metrics": metrics,
@@ -176,6 +182,51 @@ def summary(rows: Sequence[dict[str, Any]]) -> str:
             "(n/a: the excerpt's level hardly varies, or it is the silent one).")
 
 
+def style_summary(rows: Sequence[dict[str, Any]], styles: Sequence[Style] = ()) -> list[dict[str, Any]]:
+    """One row per style: means over its loud excerpts, how many meet SSIM ≥ 0.9 with onset alignment ≥ 0.5
+    (alignment alone: issue 11's target), the palette target, training seconds and render speed."""
+    by_name = {s.name: s for s in styles}
+    summary = []
+    for name in dict.fromkeys(r["style"] for r in rows):
+        loud = [r for r in rows if r["style"] == name and not r["silent"]]
+        mine = [r for r in rows if r["style"] == name]
+
+        def mean(key: str, group: Sequence[dict[str, Any]] = loud) -> float | None:
+            values = [r["metrics"].get(key) for r in group if r["metrics"].get(key) is not None]
+            return float(np.mean(values)) if values else None
+
+        aligned = [(r["metrics"]["temporal_ssim_mean"] or 0) >= SSIM_GOAL
+                   and (r["metrics"]["onset_alignment"] or 0) >= ALIGNMENT_GOAL for r in loud]
+        match = mean("palette_match", mine)
+        frames = sum(r["frames"] for r in mine)
+        render_s = sum(r["metrics"].get("render_s") or 0.0 for r in mine)
+        style = by_name.get(name)
+        summary.append({
+            "style": name, "palette": list(getattr(getattr(style, "palette", None), "colors", None) or []),
+            "palette_match": match, "palette_met": None if match is None else match >= PALETTE_GOAL,
+            "ssim": mean("temporal_ssim_mean"), "onset_alignment": mean("onset_alignment"),
+            "motion_energy": mean("motion_energy"), "loud_quiet_contrast": mean("loud_quiet_contrast"),
+            "aligned": f"{sum(aligned)}/{len(aligned)}",
+            "training_s": (style.training or {}).get("seconds") if style is not None else None,
+            "render_fps": round(frames / render_s, 1) if render_s else None,
+            "sheet": mine[0].get("sheet") if mine else None})
+    return summary
+
+
+def summary_table(summary: Sequence[dict[str, Any]]) -> str:
+    """The per-style markdown table of docs/ART.md."""
+    lines = [("| style | palette | palette match | SSIM | onset align. | motion /s | loud/quiet | SSIM≥0.9 & align≥0.5 "
+              "| training s | render fps |"), "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in summary:
+        match = "—" if r["palette_match"] is None else f"{r['palette_match']:.0%}" + (
+            "" if r["palette_met"] else " (**< 70 %**)")
+        colours = " ".join(f"`{c}`" for c in r["palette"]) or "—"
+        lines.append(f"| {r['style']} | {colours} | {match} | {_num(r['ssim'], 3)} | {_num(r['onset_alignment'])} "
+                     f"| {_num(r['motion_energy'], 1)} | {_num(r['loud_quiet_contrast'])} | {r['aligned']} "
+                     f"| {_num(r['training_s'], 0)} | {_num(r['render_fps'], 1)} |")
+    return "\n".join(lines)
+
+
 def rejudge(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows of an earlier run (evaluate.json) with the targets judged again, style by style."""
     rows = [dict(r) for r in rows]
@@ -184,13 +235,17 @@ def rejudge(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_results(rows: Sequence[dict[str, Any]], *, doc: Path, art_dir: Path, command: str) -> Path:
-    """evaluate.json beside the sheets, and the table between the markers of `doc` (appended if absent)."""
-    write_json_atomic(art_dir / "evaluate.json", {"command": command, "rows": list(rows)})
-    sheets = sorted({r["sheet"] for r in rows})
+def write_results(rows: Sequence[dict[str, Any]], *, doc: Path, art_dir: Path, command: str,
+                  styles: Sequence[Style] = ()) -> Path:
+    """evaluate.json beside the sheets, and the tables between the markers of `doc` (appended if absent):
+    one row per style, each style's contact sheet, then every (style, track) row."""
+    per_style = style_summary(rows, styles)
+    write_json_atomic(art_dir / "evaluate.json", {"command": command, "styles": per_style, "rows": list(rows)})
     rel = art_dir.relative_to(doc.parent) if art_dir.is_relative_to(doc.parent) else art_dir
-    block = "\n".join([BEGIN, "", f"Produced by `{command}`.", "", table(rows), "", summary(rows), "",
-                       *[f"![{s}]({(rel / s).as_posix()})" for s in sheets], "", END])
+    sheets = [f"![{r['style']}]({(rel / r['sheet']).as_posix()})" for r in per_style if r["sheet"]]
+    block = "\n".join([BEGIN, "", f"Produced by `{command}`.", "", summary_table(per_style), "",
+                       *[line for sheet in sheets for line in (sheet, "")],
+                       "Every style on every excerpt:", "", table(rows), "", summary(rows), "", END])
     text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Art\n\n"
     if BEGIN in text and END in text:
         text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -24,6 +25,7 @@ from safetensors.torch import load_file
 import torch.nn.functional as F
 
 from daemon.errors import GuidanceError
+from daemon.spec import NO_CLIP
 
 TINY_MODEL = "afx-tiny"
 UNTRAINED = "none"
@@ -165,6 +167,45 @@ def _create_pretrained(open_clip: Any, clip_model: str, tag: str, *, cache_dir: 
     except Exception as e:
         _failed_downloads[(clip_model, tag, cache)] = time.monotonic()
         raise missing_weights(clip_model, tag, cache_dir) from e
+
+
+def needs_download(clip_model: str, pretrained: str) -> bool:
+    """Whether a guide's weights come from the hub (a pretrained tag), not from afx or a local file.
+    clip_model = "none" trains on weight-free terms only: no guide at all."""
+    return (clip_model not in (TINY_MODEL, NO_CLIP) and pretrained != UNTRAINED
+            and not is_checkpoint_path(pretrained))
+
+
+def guide_ready(clip_model: str, pretrained: str, *, cache_dir: Path | None) -> bool:
+    """False while a guide needs pretrained hub weights that the models cache lacks (nothing is downloaded)."""
+    return not needs_download(clip_model, pretrained) or weights_cached(clip_model, pretrained, cache_dir=cache_dir)
+
+
+def weights_cached(clip_model: str, tag: str, *, cache_dir: Path | None) -> bool:
+    """Whether the hub weights of (clip_model, tag) are in the models cache; never touches the network.
+
+    Asks open_clip's own download path with the hub offline, so it finds what `load_guide` would find. An
+    unknown model or tag counts as present: training then fails with the error that names the bad value.
+    """
+    open_clip = _open_clip()
+    from open_clip.pretrained import download_pretrained_from_hf, get_pretrained_cfg
+
+    if clip_model not in open_clip.list_models():
+        return True
+    cfg = get_pretrained_cfg(clip_model, tag)
+    if not cfg:
+        return True
+    cache = str(cache_dir) if cache_dir else None
+    if not cfg.get("hf_hub"):  # a plain URL download: open_clip keeps the file under its own name
+        root = Path(cache) if cache else Path("~/.cache/clip").expanduser()
+        return (root / Path(str(cfg.get("url", ""))).name).is_file()
+    model_id, filename = os.path.split(str(cfg["hf_hub"]))  # as open_clip splits it: "org/name/[file]"
+    try:
+        with _hub_offline(True):
+            download_pretrained_from_hf(model_id, filename=filename or None, cache_dir=cache)
+    except Exception:  # noqa: BLE001 — the hub raises its own miss types; any miss means "not cached"
+        return False
+    return True
 
 
 def missing_weights(clip_model: str, tag: str, cache_dir: Path | None) -> GuidanceError:

@@ -21,7 +21,7 @@ from typing import Any
 
 from daemon.config import Limits
 from daemon.cppn_config import CPPNConfig, EncoderConfig
-from daemon.errors import AfxError, SpecError
+from daemon.errors import AfxError, ConfigError, SpecError
 from daemon.palette import PALETTE_VERSION, Palette, explicit_palette, palette_from_words
 from daemon.tables import bounds, check_keys, from_table, nearest, to_table
 
@@ -282,16 +282,18 @@ _TOP_KEYS = ("name", "prompts", "negative_prompts", "tracks", *_TABLES, "sweep")
 
 # ── reading files ────────────────────────────────────────────────────────────────────────────────────────
 
-def load_spec(path: Path, *, limits: Limits = Limits()) -> StyleSpec:
+def load_spec(path: Path, *, limits: Limits = Limits(), override: dict[str, Any] | None = None) -> StyleSpec:
     """Read and validate one spec file; a [sweep] table is allowed and ignored here."""
     path = Path(path)
-    return parse_spec(_read_toml(path), path=path, name=default_name(path), limits=limits)
+    return parse_spec(with_override(_read_toml(path), override or {}), path=path, name=default_name(path),
+                      limits=limits)
 
 
-def load_specs(path: Path, *, limits: Limits = Limits()) -> list[StyleSpec]:
-    """The spec in `path`, or every variant of its [sweep] table when it has one."""
+def load_specs(path: Path, *, limits: Limits = Limits(), override: dict[str, Any] | None = None) -> list[StyleSpec]:
+    """The spec in `path`, or every variant of its [sweep] table when it has one; `override` (afx.toml's
+    [spec_override]) replaces keys of the spec's tables first (a sweep's own values still win)."""
     path = Path(path)
-    table = _read_toml(path)
+    table = with_override(_read_toml(path), override or {})
     if "sweep" in table:
         return expand_sweep(table, path=path, name=default_name(path), limits=limits)
     return [parse_spec(table, path=path, name=default_name(path), limits=limits)]
@@ -311,6 +313,32 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise SpecError(f"not valid TOML: {e}", path=path, hint="fix the syntax at that line") from e
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"cannot read the file ({e})", path=path) from e
+
+
+def with_override(table: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`table` with the keys of each of `override`'s tables (network, training, render, ...) replaced."""
+    merged = dict(table)
+    for name, values in override.items():
+        current = merged.get(name, {})
+        merged[name] = {**current, **values} if isinstance(current, dict) else current  # a bad table stays bad
+    return merged
+
+
+def check_override(override: Any, *, path: Path | None) -> None:
+    """Validate afx.toml's [spec_override] as a spec's tables would be, so a typo fails at start-up
+    (naming afx.toml) instead of in every spec's error report."""
+    if not isinstance(override, dict):
+        raise ConfigError("expected a table", path=path, key="spec_override", hint='[spec_override.render]')
+    check_keys(override, _TABLES, error=ConfigError, path=path, prefix="spec_override")
+    for name, values in override.items():
+        if not isinstance(values, dict):
+            raise ConfigError("expected a table", path=path, key=f"spec_override.{name}",
+                              hint=f"[spec_override.{name}] with the keys of a spec's [{name}]")
+    try:
+        parse_spec(with_override({"prompts": ["override check"]}, override), path=None, name="override-check")
+    except SpecError as e:
+        raise ConfigError(e.message, path=path, key=f"spec_override.{e.key}" if e.key else "spec_override",
+                          hint=e.hint) from e
 
 
 # ── validation ───────────────────────────────────────────────────────────────────────────────────────────

@@ -42,7 +42,7 @@ def spec_error(tmp_path: Path, text: str, *, limits: Limits = Limits()) -> SpecE
 # ── the examples ─────────────────────────────────────────────────────────────────────────────────────────
 
 def test_every_example_spec_loads_on_vit_b_32_with_openai_weights() -> None:
-    files = sorted(SPECS.glob("*.toml"))
+    files = sorted(SPECS.glob("organic*.toml"))  # the seed's CLIP examples; the offline styles: test_styles.py
     assert {f.stem for f in files} >= {"organic", "organic-cool", "organic-warm", "organic-neon", "organic-earth",
                                        "organic-pastel", "organic-mono", "organic-fiery"}
     specs = [load_spec(f) for f in files]

@@ -119,6 +119,7 @@ class SpecCatalog:
     limits: Limits
     renders: Path
     problems: ProblemBook
+    override: dict[str, Any] = field(default_factory=dict)  # afx.toml's [spec_override]
     by_file: dict[str, list[StyleSpec]] = field(default_factory=dict)  # spec path → its styles
     parsed: dict[str, tuple[int, int]] = field(default_factory=dict)  # spec path → (size, mtime) last read
     errors: dict[str, tuple[BaseException, Path, FailureSubject]] = field(default_factory=dict)
@@ -174,7 +175,7 @@ class SpecCatalog:
         self.parsed[key] = (seen.size, seen.mtime_ns)
         report = problem_report_path(self.renders, SPECS_REPORTS, seen.rel.as_posix())
         try:
-            specs = load_specs(seen.path, limits=self.limits)
+            specs = load_specs(seen.path, limits=self.limits, override=self.override)
         except Exception as e:  # noqa: BLE001 — any failure of one spec must not stop the others
             serving = [s.style_id for s in self.by_file.get(key, [])]
             self.errors[key] = (e, report, {"style": default_name(seen.path), "spec": key,
@@ -222,6 +223,14 @@ def _relative(path: str, root: Path) -> str:
         return Path(path).relative_to(root).as_posix()
     except ValueError:
         return Path(path).name
+
+
+def held_out_reason(spec: StyleSpec) -> str:
+    """Why a style is not in the default set, and what brings it in (for the log and `afx status`)."""
+    t = spec.training
+    return (f"CLIP {t.clip_model} ({t.pretrained}) weights are not in the models cache: `afx models fetch "
+            f"{t.clip_model} {t.pretrained}` adds this style to the default set (or name it in a sidecar or "
+            "default_styles to train it anyway)")
 
 
 # ── assignment and jobs ──────────────────────────────────────────────────────────────────────────────────
@@ -322,12 +331,15 @@ class Planner:
     def __init__(self, *, ledger: Ledger, catalog: SpecCatalog, library: Library, renders: Path,
                  default_styles: tuple[str, ...], hash_file: Callable[[Path], str],
                  limits: Limits = Limits(), on_checked: Callable[[], None] = lambda: None,
-                 previews: PreviewSettings = PreviewSettings(seconds=0.0)) -> None:
+                 previews: PreviewSettings = PreviewSettings(seconds=0.0),
+                 weights_ready: Callable[[StyleSpec], bool] = lambda spec: True) -> None:
         self.ledger = ledger
         self.catalog = catalog
         self.library = library
         self.renders = renders
         self.default_styles = default_styles
+        self.weights_ready = weights_ready  # False: a guide whose pretrained weights are not on this machine
+        self.held_out: dict[str, StyleSpec] = {}  # style id → a style kept out of the default set (weights)
         self.checks = TrackChecks(limits=limits, hash_file=hash_file, on_done=on_checked)
         self.previews = previews
         self._done: set[str] = set()  # finished renders, read once per plan
@@ -336,6 +348,7 @@ class Planner:
     def plan(self, inbox: ScanResult, *, tick: Callable[[], None] = lambda: None) -> Plan:
         plan = Plan()
         self._done = self.ledger.done_renders() if self.previews.seconds > 0 else set()
+        self._hold_out_missing_weights()
         for path, reason in inbox.refused:
             rel = PurePosixPath(path.relative_to(inbox.root).as_posix())
             error = AfxError(f"refused: {reason}", path=path, hint=refusal_hint(reason) or None)
@@ -404,11 +417,32 @@ class Planner:
                 plan.problems[str(sidecar_path)] = (e, report, {"track": str(track.file.path)})
                 return []
         if not styles:
-            styles = self._named(self.default_styles, path=None) if self.default_styles else self.catalog.styles()
+            styles = self._named(self.default_styles, path=None) if self.default_styles else self.default_set()
         unique: dict[str, StyleSpec] = {}
         for spec in styles:
             unique.setdefault(spec.style_id, spec)
         return list(unique.values())
+
+    def default_set(self) -> list[StyleSpec]:
+        """Every style, except untrained ones whose guide's pretrained weights are not on this machine yet: the
+        seed's CLIP examples must not hold a fresh, offline install's tracks behind trainings that cannot start.
+        A style named by a sidecar, a `tracks` glob or `default_styles` is trained anyway (and fails with
+        the fix when its weights are missing)."""
+        return [s for s in self.catalog.styles() if s.style_id not in self.held_out]
+
+    def _hold_out_missing_weights(self) -> None:
+        """Re-check which styles wait for their weights; one log line when a style starts or stops waiting."""
+        held: dict[str, StyleSpec] = {}
+        for spec in self.catalog.styles():
+            if self.library.has(spec.name, spec.style_id) or self.weights_ready(spec):  # trained: nothing to fetch
+                if spec.style_id in self.held_out:
+                    log.info("style.weights_found", style=spec.name, clip_model=spec.training.clip_model,
+                             pretrained=spec.training.pretrained)
+                continue
+            held[spec.style_id] = spec
+            if spec.style_id not in self.held_out:
+                log.info("style.held_out", style=spec.name, spec=str(spec.source), reason=held_out_reason(spec))
+        self.held_out = held
 
     def _named(self, names: Iterable[str], *, path: Path | None) -> list[StyleSpec]:
         found: list[StyleSpec] = []

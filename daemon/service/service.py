@@ -36,9 +36,10 @@ from daemon.service.executor import Executor, Outcome, WorkItem, make_executor, 
 from daemon.service.ledger import Job, Ledger
 from daemon.service.notify import Notifier
 from daemon.service.planner import (Plan, Planner, PreviewSettings, ProblemBook, Publication, SpecCatalog,
-                                    style_report_path)
+                                    held_out_reason, style_report_path)
 from daemon.service.status import HEARTBEAT_S, ledger_path, pid_alive
 from daemon.service.upgrade import upgrade_state
+from daemon.spec import StyleSpec
 from daemon.service.watch import FolderWatcher, ScanResult, SettleTracker
 from daemon.tracks import inbox_references  # the references a training samples, as `afx train` chooses them
 
@@ -100,6 +101,13 @@ class Timers:
     next_sweep: float = 0.0
 
 
+def weights_ready(spec: StyleSpec, *, models: Path) -> bool:
+    """False while a style's guide needs pretrained hub weights that the models cache lacks."""
+    from daemon.guidance import guide_ready  # torch and open_clip: not for the planner's import
+
+    return guide_ready(spec.training.clip_model, spec.training.pretrained, cache_dir=models)
+
+
 @dataclass
 class Scanning:
     """The scanning half of the service, rebuilt when SIGHUP changes the config."""
@@ -111,6 +119,7 @@ class Scanning:
     planner: Planner
     library: Library
     last_counts: dict[str, int] = field(default_factory=dict)
+    last_held_out: list[dict[str, str]] | None = None  # as last written to the ledger for `afx status`
 
 
 class Service:
@@ -249,12 +258,13 @@ class Service:
     def _folders(self, config: ServiceConfig) -> Scanning:
         library = Library(config.path("library"))
         catalog = SpecCatalog(ledger=self.ledger, limits=config.limits, renders=config.path("renders"),
-                              problems=self.problems)
+                              problems=self.problems, override=config.spec_override)
         planner = Planner(ledger=self.ledger, catalog=catalog, library=library, renders=config.path("renders"),
                           default_styles=config.default_styles, hash_file=file_sha256,
                           limits=config.limits, on_checked=lambda: self.folders.watcher.changed(),
                           previews=PreviewSettings(seconds=config.web.preview_s, width=config.web.preview_width,
-                                                   fps=config.web.preview_fps))
+                                                   fps=config.web.preview_fps),
+                          weights_ready=lambda spec: weights_ready(spec, models=config.path("models")))
         watcher = FolderWatcher([config.path("inbox"), config.path("specs")], polling=config.polling,
                                 rescan_s=config.rescan_s, wake=self.waker.poke)
         inbox = SettleTracker(settle_s=config.settle_s)
@@ -383,6 +393,11 @@ class Service:
         f.catalog.refresh(specs)
         inbox = f.inbox.scan(config.path("inbox"), now=now)
         plan = f.planner.plan(inbox, tick=self.notifier.watchdog)
+        held_out = [{"style": s.name, "spec": str(s.source), "reason": held_out_reason(s)}
+                    for s in f.planner.held_out.values()]
+        if held_out != f.last_held_out:  # for `afx status`, which reads only the ledger
+            self.ledger.set_meta("held_out", held_out)
+            f.last_held_out = held_out
         if inbox.available:
             self.problems.sync("inbox", plan.problems)
         created = self.ledger.ensure_jobs(plan.jobs)

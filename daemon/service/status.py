@@ -46,6 +46,7 @@ def status_snapshot(config: ServiceConfig, *, errors: int = 5) -> dict[str, Any]
         service = ledger.get_meta("service") or {}
         problems = [{"source": r["source"], "kind": r["kind"], "report": r["report"],
                      "error": json.loads(r["error_json"]).get("summary")} for r in ledger.problems()]
+        held_out = ledger.get_meta("held_out") or []
     finally:
         ledger.close()
     totals = {s: sum(counts[k][s] for k in counts) for s in next(iter(counts.values()))}
@@ -60,6 +61,7 @@ def status_snapshot(config: ServiceConfig, *, errors: int = 5) -> dict[str, Any]
                     "track": j.track_path, "style": j.style_name, "error": (j.error or {}).get("summary"),
                     "report": (j.error or {}).get("report"), "time": (j.error or {}).get("time")} for j in failed],
         "problems": problems,
+        "held_out": held_out,  # styles kept out of the default set until their CLIP weights are present
     }
 
 
