@@ -287,6 +287,14 @@ def cmd_library(args: argparse.Namespace, config: ServiceConfig) -> int:
 def cmd_models_fetch(args: argparse.Namespace, config: ServiceConfig) -> int:
     from daemon.guidance import fetch_weights
 
+    if args.model.lower() == "vgg16":  # the perceptual term's weights (training.perceptual_weight)
+        from daemon.perceptual import fetch_vgg
+
+        print(f"vgg16 (torchvision IMAGENET1K_V1) is in the models cache: {fetch_vgg(config.path('models'))}")
+        return 0
+    if args.tag is None:
+        raise AfxError(f"say which pretrained weights of {args.model} to fetch",
+                       hint=f"e.g. afx models fetch {args.model} openai (the tags are open_clip's)")
     folder = fetch_weights(args.model, args.tag, cache_dir=config.path("models"))
     print(f"{args.model} ({args.tag}) is in the models cache {folder}")
     return 0
@@ -444,11 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_library)
 
-    p = sub.add_parser("models", help="CLIP weights in the models cache")
+    p = sub.add_parser("models", help="CLIP and VGG16 weights in the models cache")
     models_sub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    p = models_sub.add_parser("fetch", help="download open_clip weights into the models cache (needs network)")
-    p.add_argument("model", help="open_clip model name, e.g. ViT-B-32")
-    p.add_argument("tag", help="pretrained tag, e.g. openai")
+    p = models_sub.add_parser("fetch", help="download open_clip weights, or VGG16's for training.perceptual_weight, "
+                                            "into the models cache (needs network)")
+    p.add_argument("model", help="open_clip model name, e.g. ViT-B-32; or vgg16")
+    p.add_argument("tag", nargs="?", help="open_clip pretrained tag, e.g. openai (not for vgg16)")
     p.set_defaults(func=cmd_models_fetch)
 
     p = sub.add_parser("run", help="the service: watch inbox/ and specs/, train and render everything assigned")

@@ -307,6 +307,11 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
     torch_device = resolve_device(device)
     guide = load_guide(spec.training.clip_model, spec.training.pretrained, cache_dir=models_dir,
                        device=torch_device, allow_download=allow_download)
+    perceptual = None
+    if spec.training.perceptual_weight > 0:  # independent of CLIP: VGG16 from the same models cache
+        from daemon.perceptual import load_perceptual
+
+        perceptual = load_perceptual(models_dir, device=torch_device, allow_download=allow_download)
     paths = reference_paths(spec, reference_tracks)
     warnings = []
     if missing := missing_references(spec):
@@ -321,7 +326,8 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
              trained_guidance=guide.trained, iterations=spec.training.iterations, device=str(torch_device),
              reference_tracks=len(timelines))
     result = optimise(spec, guide, timelines, device=torch_device, checkpoint_dir=checkpoint_dir,
-                      on_step=StepLogger(log, on_step, trained_guidance=guide.trained), should_stop=should_stop)
+                      on_step=StepLogger(log, on_step, trained_guidance=guide.trained), should_stop=should_stop,
+                      perceptual=perceptual)
     final = result.final_similarity()
     style = Style(name=spec.name, style_id=spec.style_id, network=spec.network, encoder=spec.encoder,
                   features=FeatureDescription.for_sets(spec.audio.features, reduction=reductions,

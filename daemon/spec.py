@@ -69,6 +69,8 @@ class TrainingSpec:
     collapse_weight: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1000.0))  # keep detail and
     # change at >= 70 % of the untrained network's (no collapse to a flat colour)
     smoothness_weight: float = field(default=0.1, metadata=bounds(lo=0.0, hi=1000.0))  # total variation
+    perceptual_weight: float = field(default=0.0, metadata=bounds(lo=0.0, hi=1000.0))  # VGG16 feature
+    # distance of each frame from its own low-pass version (daemon/perceptual.py); 0: VGG is never loaded
     negative_weight: float = field(default=0.5, metadata=bounds(lo=0.0, hi=1000.0))  # push from negatives
     seed: int = field(default=0, metadata=bounds(lo=0, hi=2**32 - 1))  # initial weights, cutouts, samples
     checkpoint_every: int = field(default=50, metadata=bounds(lo=1, hi=1_000_000))  # steps between

@@ -8,6 +8,8 @@ learns to react across a whole track and to change with the audio from one frame
     + temporal_weight · reactivity                                            (change follows audio change)
     + smoothness_weight · total variation of the frames                       (smoothness)
     + collapse_weight · keep                                                  (no collapse to a flat field)
+    + perceptual_weight · VGG16 distance of frames from their low-pass        (perceptual smoothness;
+                                                                               daemon/perceptual.py)
 
 reactivity = mean relu(Δv − REACT_GAIN·Δa − MOTION_ALLOWANCE) − mean min(Δv, REACT_GAIN·Δa) over the pairs:
 Δv is the pair's mean absolute colour change, Δa its audio change (|Δpulse| + |Δlevel| + mean |Δfeature|,
@@ -185,8 +187,8 @@ def prior_walk(sets: Sequence[str], *, n_frames: int, fps: float, seed: int,
 class Objective:
     """Text targets and the loss terms; one call scores a batch of rendered frames."""
 
-    def __init__(self, spec: StyleSpec, guide: Guide) -> None:
-        self.spec, self.guide = spec, guide
+    def __init__(self, spec: StyleSpec, guide: Guide, *, perceptual: torch.nn.Module | None = None) -> None:
+        self.spec, self.guide, self.perceptual = spec, guide, perceptual
         self.prompts = [p.text for p in spec.prompts]
         self.negatives = [p.text for p in spec.negative_prompts]
         self.text = guide.encode_texts(self.prompts + self.negatives)
@@ -214,6 +216,8 @@ class Objective:
         change = (frames[0::2] - frames[1::2]).abs().mean(dim=(1, 2, 3)) if pairs else frames.new_zeros(1)
         temporal = reactivity(change, audio_change) if pairs and audio_change is not None else frames.new_zeros(())
         loss = loss + t.temporal_weight * temporal + t.smoothness_weight * smooth
+        if self.perceptual is not None and t.perceptual_weight > 0:  # one frame of each pair: they are alike
+            loss = loss + t.perceptual_weight * self.perceptual(frames[0::2] if pairs else frames)
         if keep is not None and t.collapse_weight > 0:
             guard = torch.relu(math.log(KEEP * keep[0]) - torch.log(smooth + 1e-6))
             if pairs:
@@ -270,11 +274,18 @@ OnStep = Callable[[StepRecord, int], None]
 
 def optimise(spec: StyleSpec, guide: Guide, timelines: Sequence[FeatureTimeline], *, device: torch.device,
              checkpoint_dir: Path | None, on_step: OnStep | None = None,
-             should_stop: Callable[[], bool] | None = None) -> TrainingResult:
-    """Train a CPPN for `spec`; resumes from `checkpoint_dir` when it holds a checkpoint of the same style."""
+             should_stop: Callable[[], bool] | None = None,
+             perceptual: torch.nn.Module | None = None) -> TrainingResult:
+    """Train a CPPN for `spec`; resumes from `checkpoint_dir` when it holds a checkpoint of the same style.
+
+    `perceptual` (daemon.perceptual.load_perceptual) is needed when `training.perceptual_weight` > 0.
+    """
+    if spec.training.perceptual_weight > 0 and perceptual is None:
+        raise TrainingError("training.perceptual_weight > 0 needs the VGG16 perceptual model",
+                            key="training.perceptual_weight", hint="load it with daemon.perceptual.load_perceptual")
     with _deterministic(device.type == "cpu"):
         return _optimise(spec, guide, timelines, device=device, checkpoint_dir=checkpoint_dir, on_step=on_step,
-                         should_stop=should_stop)
+                         should_stop=should_stop, perceptual=perceptual)
 
 
 @contextlib.contextmanager
@@ -291,7 +302,7 @@ def _deterministic(enabled: bool) -> Iterator[None]:
 
 def _optimise(spec: StyleSpec, guide: Guide, timelines: Sequence[FeatureTimeline], *, device: torch.device,
               checkpoint_dir: Path | None, on_step: OnStep | None,
-              should_stop: Callable[[], bool] | None) -> TrainingResult:
+              should_stop: Callable[[], bool] | None, perceptual: torch.nn.Module | None) -> TrainingResult:
     t = spec.training
     dims = spec.audio.embedding_dims
     encoder = InputEncoder(spec.encoder, len(columns_for(spec.audio.features, embedding_dims=dims)))
@@ -305,7 +316,7 @@ def _optimise(spec: StyleSpec, guide: Guide, timelines: Sequence[FeatureTimeline
     width, height = training_size(spec)
     spatial = encoder.spatial(width, height, device=device)
     sampler = TimeSampler(timelines, spec.audio.features, embedding_dims=dims)
-    objective = Objective(spec, guide)
+    objective = Objective(spec, guide, perceptual=perceptual.to(device) if perceptual is not None else None)
     pairs = max(1, t.time_points // 2)
     keep = untrained_reference(spec, encoder, spatial, sampler, size=(width, height), device=device)
     began = time.perf_counter() - elapsed

@@ -170,7 +170,7 @@ PINNED_IDS = {
     "organic-warm": "1c7dfda5eec71314", "organic": "3415edfd35ebd4a2",
 }
 #: spec keys that came after form-1 ids: an older afx never stored them in style.json or the ledger
-AFTER_FORM_1 = {"encoder": ("channels", "pulse", "motion", "motion_speed"), "training": ("collapse_weight",)}
+AFTER_FORM_1 = {"encoder": ("channels", "pulse", "motion", "motion_speed"), "training": ("collapse_weight", "perceptual_weight")}
 #: what the same specs were before ids hashed only non-default fields (afx ≤ this change): upgrades map them
 LEGACY_IDS = {
     "organic-cool": "5ee5c27731350593", "organic-earth": "f35b24e0fbb41b54", "organic-fiery": "9cd286c4102e91d9",
