@@ -237,25 +237,10 @@ def _train_one(spec: Any, config: ServiceConfig, *, library: Any, inbox: list[Pa
 
 
 def _sweep_report(path: Path, variants: list[Any], library: Any, config: ServiceConfig, inbox: list[Path]) -> None:
-    from daemon.board import write_sweep_report
-    from daemon.library import safe_name
-    from daemon.pipeline import clip_metrics, comparison_timeline
-    from daemon.style import Style
+    from daemon.pipeline import sweep_comparison
+    from daemon.spec import default_name
 
-    rows = []
-    for spec in variants:
-        style = Style.load(library.folder_for(spec.name, spec.style_id))
-        timeline = comparison_timeline(spec, ctx=audio_context(config), fallback=inbox, style=style)
-        metrics = clip_metrics(style, timeline)
-        rows.append({"name": spec.name, "variant": spec.variant, "id": spec.style_id, "folder": str(style.folder),
-                     "similarity": style.training.get("mean_similarity"), "seconds": style.training.get("seconds"),
-                     "temporal_ssim_mean": metrics.get("temporal_ssim_mean"),
-                     **{k: metrics.get(k) for k in ("motion_energy", "onset_alignment", "loud_quiet_contrast",
-                                                    "onset_correlation")},
-                     "clip_model": style.guidance.get("clip_model"),
-                     "trained_guidance": style.guidance.get("trained_guidance", False)})
-    out = library.root / "_sweeps" / safe_name(path.name.split(".")[0])
-    pages = write_sweep_report(rows, out, title=f"sweep: {path.name}")
+    pages = sweep_comparison(default_name(path), variants, library=library, ctx=audio_context(config), fallback=inbox)
     print(f"sweep comparison → {pages['html']} (+ {pages['json'].name}, {pages['sheet'].name})")
 
 

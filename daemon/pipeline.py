@@ -374,7 +374,7 @@ class StepLogger:
 def style_reductions(spec: Any, paths: Sequence[Path], *, ctx: AudioContext, log: Any) -> dict[str, Any]:
     """The embedding reductions a style of `spec` gets: PCA over the reference tracks, else the seeded projection.
 
-    Deterministic for the same tracks, so a sweep's comparison (comparison_timeline) sees the same mapping.
+    Deterministic for the same tracks, so a sweep's comparison (comparison_clip) sees the same mapping.
     """
     from daemon.audio.embeddings import TrackAudio, fit_reductions
     from daemon.errors import AfxError
@@ -470,9 +470,106 @@ def moments_timeline(style: Style, timelines: Sequence[FeatureTimeline]) -> Feat
                            channels=channels.astype(np.float32))
 
 
-def comparison_timeline(spec: Any, *, ctx: AudioContext, fallback: Sequence[Path],
-                        style: Style | None = None) -> FeatureTimeline:
-    """What sweep variants are compared on: the first reference track, else a seeded walk through the prior.
+CLIP_FRAMES = 60  # the comparison clip: its first frames ...
+CLIP_SIZE = (160, 90)  # ... at this size, rendered on the CPU
+
+
+def clip_metrics(style: Style, timeline: FeatureTimeline, *, frames: int = CLIP_FRAMES,
+                 size: tuple[int, int] = CLIP_SIZE) -> dict[str, Any]:
+    """The metrics of docs/ART.md on a short low-resolution clip (mood board, sweep comparisons), plus
+    `render_fps`: frames rendered per second of rendering alone (not the metrics), on the CPU at `size`."""
+    import torch
+
+    from daemon.render import RenderSettings, render_frames
+
+    n = min(frames, timeline.n_frames)
+    settings = RenderSettings(width=size[0], height=size[1], fps=int(timeline.fps), device="cpu")
+    metrics = TemporalMetrics(n, fps=timeline.fps)
+    rendering = 0.0
+    started = time.perf_counter()
+    for batch in render_frames(style, timeline, settings, device=torch.device("cpu"), stop=n):
+        rendering += time.perf_counter() - started
+        metrics.update(batch)
+        started = time.perf_counter()
+    result = metrics.result(timeline.onset[:n], level=timeline.channel_values()[:n, 2])
+    result["render_fps"] = round(n / rendering, 2) if rendering > 0 else None
+    return result
+
+
+# ── sweeps ───────────────────────────────────────────────────────────────────────────────────────────────
+
+SWEEPS = "_sweeps"  # library/_sweeps/<sweep>/: comparison.html, comparison.json, contact_sheet.png
+
+
+def sweep_folder(library_root: Path, sweep: str) -> Path:
+    """library/_sweeps/<sweep>/, `sweep` being the spec file's name without .toml(.example)."""
+    from daemon.library import safe_name
+
+    return Path(library_root) / SWEEPS / safe_name(sweep)
+
+
+def sweep_comparison(sweep: str, variants: Sequence[Any], *, library: Any, ctx: AudioContext = AudioContext(),
+                     fallback: Sequence[Path] = ()) -> dict[str, Path]:
+    """The one way a sweep's comparison is made, by `afx train` and by the service: sweep_folder's
+    comparison.json, comparison.html and contact_sheet.png, one row per variant (StyleSpec) side by side.
+
+    Every trained variant's clip (CLIP_FRAMES frames at CLIP_SIZE) is rendered on the same audio: the first
+    reference track (`reference_paths(spec, fallback)`), else the seeded prior walk. A row already in the
+    folder's comparison.json for the same style id and audio is reused, so the service, which rewrites the
+    page after each variant's training, renders each variant once. Variants not in the library yet get a
+    row that says so. Returns the paths written.
+    """
+    from daemon.board import write_sweep_report
+    from daemon.style import Style
+
+    out = sweep_folder(library.root, sweep)
+    earlier = _earlier_rows(out / "comparison.json")
+    rows = []
+    for spec in variants:
+        row: dict[str, Any] = {"name": spec.name, "variant": spec.variant, "id": spec.style_id, "trained": False,
+                               "folder": str(library.folder_for(spec.name, spec.style_id))}
+        if library.has(spec.name, spec.style_id):
+            style = Style.load(library.folder_for(spec.name, spec.style_id))
+            audio, timeline = comparison_clip(spec, ctx=ctx, fallback=fallback, style=style)
+            reuse = earlier.get(spec.style_id)
+            measured = reuse["measured"] if reuse and reuse.get("audio") == audio else clip_metrics(style, timeline)
+            row.update(trained=True, audio=audio, measured=measured, **_comparison_fields(style, measured))
+        rows.append(row)
+    return write_sweep_report(rows, out, title=f"sweep: {sweep}",
+                              clip=f"first {CLIP_FRAMES} frames at {CLIP_SIZE[0]}×{CLIP_SIZE[1]} on the CPU")
+
+
+def _comparison_fields(style: Style, measured: dict[str, Any]) -> dict[str, Any]:
+    """A trained variant's columns: the clip's metrics, its training and its guidance."""
+    guidance, training = style.guidance or {}, style.training or {}
+    trained_guidance = bool(guidance.get("trained_guidance", False))
+    return {
+        "clip_model": guidance.get("clip_model"), "trained_guidance": trained_guidance,
+        "similarity": training.get("mean_similarity"),  # meaningful only with trained guidance
+        "clip_similarity": training.get("mean_similarity") if trained_guidance else None,
+        "palette_match": measured.get("palette_match", training.get("palette_match")),
+        "seconds": training.get("seconds"),
+        **{k: measured.get(k) for k in ("temporal_ssim_mean", "onset_alignment", "motion_energy", "detail",
+                                        "loud_quiet_contrast", "onset_correlation", "render_fps")},
+    }
+
+
+def _earlier_rows(path: Path) -> dict[str, dict[str, Any]]:
+    """Rows of an earlier comparison.json by style id (trained ones only); nothing when absent or damaged."""
+    import json
+
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+        return {str(r["id"]): r for r in table["variants"]
+                if isinstance(r, dict) and r.get("trained") and isinstance(r.get("measured"), dict)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def comparison_clip(spec: Any, *, ctx: AudioContext, fallback: Sequence[Path],
+                    style: Style | None = None) -> tuple[str, FeatureTimeline]:
+    """What sweep variants are compared on: the first reference track, else a seeded walk through the prior;
+    returns (a label of that audio — "<file> <sha256[:12]>" — and its timeline).
 
     Embedding sets go through `style`'s stored reductions when given, else through the same fit training did.
     """
@@ -483,24 +580,12 @@ def comparison_timeline(spec: Any, *, ctx: AudioContext, fallback: Sequence[Path
     paths = reference_paths(spec, fallback)
     reductions = (dict(style.features.reduction or {}) if style is not None
                   else style_reductions(spec, paths, ctx=ctx, log=log))  # the variant's own mapping, as trained
-    timelines = reference_timelines(paths[:1], spec, ctx=ctx, log=log, reductions=reductions)
-    return timelines[0] if timelines else prior_walk(spec.audio.features, n_frames=90, fps=spec.render.fps, seed=0,
-                                                     embedding_dims=spec.audio.embedding_dims)
-
-
-def clip_metrics(style: Style, timeline: FeatureTimeline, *, frames: int = 60,
-                 size: tuple[int, int] = (160, 90)) -> dict[str, Any]:
-    """Temporal SSIM and reactivity of a short low-resolution clip (for sweep comparisons)."""
-    import torch
-
-    from daemon.render import RenderSettings, render_frames
-
-    n = min(frames, timeline.n_frames)
-    settings = RenderSettings(width=size[0], height=size[1], fps=int(timeline.fps), device="cpu")
-    metrics = TemporalMetrics(n, fps=timeline.fps)
-    for batch in render_frames(style, timeline, settings, device=torch.device("cpu"), stop=n):
-        metrics.update(batch)
-    return metrics.result(timeline.onset[:n], level=timeline.channel_values()[:n, 2])
+    found = reference_features(paths[:1], spec, ctx=ctx, log=log, reductions=reductions)
+    if found:
+        track, timeline = found[0]
+        return f"{track.path.name} {track.sha256[:12]}", timeline
+    return "synthetic prior walk (seed 0)", prior_walk(spec.audio.features, n_frames=90, fps=spec.render.fps,
+                                                       seed=0, embedding_dims=spec.audio.embedding_dims)
 
 
 def _mean(values: dict[str, float]) -> float | None:
