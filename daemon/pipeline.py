@@ -523,7 +523,8 @@ def sweep_comparison(sweep: str, variants: Sequence[Any], *, library: Any, ctx: 
     from daemon.style import Style
 
     out = sweep_folder(library.root, sweep)
-    earlier = _earlier_rows(out / "comparison.json")
+    clip = f"first {CLIP_FRAMES} frames at {CLIP_SIZE[0]}×{CLIP_SIZE[1]} on the CPU"
+    earlier = _earlier_rows(out / "comparison.json", clip=clip)
     rows = []
     for spec in variants:
         row: dict[str, Any] = {"name": spec.name, "variant": spec.variant, "id": spec.style_id, "trained": False,
@@ -535,8 +536,7 @@ def sweep_comparison(sweep: str, variants: Sequence[Any], *, library: Any, ctx: 
             measured = reuse["measured"] if reuse and reuse.get("audio") == audio else clip_metrics(style, timeline)
             row.update(trained=True, audio=audio, measured=measured, **_comparison_fields(style, measured))
         rows.append(row)
-    return write_sweep_report(rows, out, title=f"sweep: {sweep}",
-                              clip=f"first {CLIP_FRAMES} frames at {CLIP_SIZE[0]}×{CLIP_SIZE[1]} on the CPU")
+    return write_sweep_report(rows, out, title=f"sweep: {sweep}", clip=clip)
 
 
 def _comparison_fields(style: Style, measured: dict[str, Any]) -> dict[str, Any]:
@@ -549,20 +549,28 @@ def _comparison_fields(style: Style, measured: dict[str, Any]) -> dict[str, Any]
         "clip_similarity": training.get("mean_similarity") if trained_guidance else None,
         "palette_match": measured.get("palette_match", training.get("palette_match")),
         "seconds": training.get("seconds"),
-        **{k: measured.get(k) for k in ("temporal_ssim_mean", "onset_alignment", "motion_energy", "detail",
-                                        "loud_quiet_contrast", "onset_correlation", "render_fps")},
+        **{k: measured.get(k) for k in MEASURED},
     }
 
 
-def _earlier_rows(path: Path) -> dict[str, dict[str, Any]]:
-    """Rows of an earlier comparison.json by style id (trained ones only); nothing when absent or damaged."""
+#: what a sweep row shows of its clip's metrics; an earlier row without all of them is measured again
+MEASURED = ("temporal_ssim_mean", "onset_alignment", "motion_energy", "detail", "loud_quiet_contrast",
+            "onset_correlation", "render_fps")
+
+
+def _earlier_rows(path: Path, *, clip: str) -> dict[str, dict[str, Any]]:
+    """Rows of an earlier comparison.json by style id: trained ones, measured the same way (`clip`) with every
+    MEASURED key; nothing when the file is absent or damaged."""
     import json
 
     try:
         table = json.loads(path.read_text(encoding="utf-8"))
+        if table.get("clip") != clip:
+            return {}
         return {str(r["id"]): r for r in table["variants"]
-                if isinstance(r, dict) and r.get("trained") and isinstance(r.get("measured"), dict)}
-    except (OSError, ValueError, KeyError, TypeError):
+                if isinstance(r, dict) and r.get("trained") and isinstance(r.get("measured"), dict)
+                and all(k in r["measured"] for k in MEASURED)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
 
