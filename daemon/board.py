@@ -53,7 +53,7 @@ def _card(meta: dict[str, Any], folder: Path, root: Path) -> str:
     prompts = "".join(f"<div class=\"prompt\">“{html.escape(p['text'])}”</div>" for p in spec.get("prompts", []))
     negatives = "".join(f"<div class=\"prompt neg\">not “{html.escape(p['text'])}”</div>"
                         for p in spec.get("negative_prompts", []))
-    warn = "" if guidance.get("trained_guidance") else " <span class=\"warn\">untrained guidance model</span>"
+    warn = "" if _guided_or_weight_free(guidance) else " <span class=\"warn\">untrained guidance model</span>"
     sim = training.get("mean_similarity")
     preview = (folder / "preview.png").relative_to(root).as_posix()
     return (f"<div class=\"card\"><img src=\"{html.escape(preview)}\" alt=\"preview of {html.escape(meta['name'])}\">"
@@ -63,6 +63,14 @@ def _card(meta: dict[str, Any], folder: Path, root: Path) -> str:
             f"{'—' if sim is None else f'{sim:.4f}'} · {training.get('seconds', '—')} s · "
             f"{html.escape(str(meta.get('created', ''))[:16])} · id {html.escape(meta['id'])}</div>"
             f"{_metrics_line(training.get('metrics') or {})}</div></div>")
+
+
+WEIGHT_FREE = "none"  # training.clip_model of styles trained without CLIP: nothing untrained to warn about
+
+
+def _guided_or_weight_free(guidance: dict[str, Any]) -> bool:
+    """False only for a style whose CLIP guidance model was untrained (afx-tiny, pretrained = "none")."""
+    return bool(guidance.get("trained_guidance")) or guidance.get("clip_model") == WEIGHT_FREE
 
 
 def write_mood_board(library: Any) -> Path:
@@ -115,9 +123,10 @@ def _sweep_row(row: dict[str, Any], out_dir: Path) -> str:
         return (f"<tr><td class=\"meta\">not trained yet</td><td>{label}</td>"
                 + "<td>—</td>" * (1 + len(SWEEP_COLUMNS)) + "</tr>")
     preview = os.path.relpath(Path(row["folder"]) / "preview.png", out_dir)
-    warn = "" if row.get("trained_guidance") else " <span class=\"warn\">untrained guidance</span>"
+    warn = "" if _guided_or_weight_free(row) else " <span class=\"warn\">untrained guidance</span>"
+    guide = "none (weight-free)" if row.get("clip_model") == WEIGHT_FREE else str(row.get("clip_model"))
     return (f"<tr><td><img src=\"{html.escape(preview)}\" width=\"360\"></td><td>{label}{warn}</td>"
-            f"<td>{html.escape(str(row.get('clip_model')))}</td>"
+            f"<td>{html.escape(guide)}</td>"
             + "".join(f"<td>{_fmt(row.get(key), digits)}</td>" for key, _, digits in SWEEP_COLUMNS) + "</tr>")
 
 

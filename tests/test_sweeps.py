@@ -105,3 +105,16 @@ def test_a_damaged_or_outdated_comparison_is_measured_again(sweep: tuple[Library
     pages["json"].write_text("{not json")
     pipeline.sweep_comparison("sw", variants, library=library)
     assert measured[3:] == [variants[0].name, variants[1].name]
+
+
+def test_weight_free_variants_are_not_flagged_as_untrained_guidance(tmp_path: Path) -> None:
+    from daemon.board import write_sweep_report
+
+    folder = tmp_path / "style"
+    folder.mkdir()
+    common = {"variant": "", "folder": str(folder), "trained": True}
+    pages = write_sweep_report([{**common, "name": "free", "clip_model": "none", "trained_guidance": False},
+                                {**common, "name": "tiny", "clip_model": "afx-tiny", "trained_guidance": False}],
+                               tmp_path / "out", title="t")
+    page = pages["html"].read_text()
+    assert "none (weight-free)" in page and page.count("untrained guidance") == 1
