@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from daemon.audio.features import FeatureTimeline, available_sets
-from daemon.cppn import CPPNConfig
+from daemon.cppn_config import CPPNConfig
 from daemon.errors import AfxError, RenderError
 from daemon.render import (
     DTYPES, RenderSettings, plan_batches, render_frames, resolve_device, resolve_precision,
@@ -343,11 +343,11 @@ def child_e2e(params: dict[str, Any]) -> Row:
         with CudaPeak(device) as memory:
             report = render_track(audio, random_style(7), settings, out_path=Path(tmp) / "out.mp4",
                                   ctx=AudioContext())
-    timing = report["timing"]
+    timing = report.timing
     return {"device": device_label(device), "size": f"{width}x{height}", "track_s": params["seconds"],
-            "frames": report["video"]["frames"], "features_s": timing["features_s"], "render_s": timing["render_s"],
-            "total_s": timing["total_s"], "x_realtime": timing["realtime_factor"],
-            "render_fps": round(report["video"]["frames"] / timing["render_s"], 2),
+            "frames": report.video.frames, "features_s": timing.features_s, "render_s": timing.render_s,
+            "total_s": timing.total_s, "x_realtime": timing.realtime_factor,
+            "render_fps": round(report.video.frames / timing.render_s, 2),
             **peak_rss(), "cuda_peak_mb": memory.peak_mb}
 
 
@@ -561,7 +561,7 @@ def synth_track(seconds: float, *, sr: int = SAMPLE_RATE) -> np.ndarray:
     y *= 0.6 + 0.4 * np.sin(2 * np.pi * 0.25 * t)
     clicks = (np.mod(t, 0.5) < 0.02) * np.exp(-np.mod(t, 0.5) * 200) * np.sin(2 * np.pi * 2000 * t)
     y = y + 0.5 * clicks
-    return (y / np.max(np.abs(y)) * 0.5).astype(np.float32)
+    return np.asarray(y / np.max(np.abs(y)) * 0.5, dtype=np.float32)
 
 
 def write_wav(path: Path, samples: np.ndarray, *, sr: int = SAMPLE_RATE) -> Path:
@@ -595,7 +595,8 @@ def run_child(params: dict[str, Any], *, timeout_s: float = 3600) -> Row:
         return {**params, "error": f"timed out after {timeout_s:.0f} s"}
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
+            row: Row = json.loads(line[len(RESULT_TAG):])
+            return row
     tail = (proc.stderr or "").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
     return {**params, "error": tail[0]}
 

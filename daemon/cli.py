@@ -14,12 +14,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon import __version__
 from daemon.config import ServiceConfig, apply_environment, load_config
 from daemon.errors import AfxError
 from daemon.logs import configure_logging, get_logger
+
+if TYPE_CHECKING:
+    from daemon.pipeline import AudioContext
 
 log = get_logger("afx.cli")
 
@@ -52,37 +55,40 @@ def _progress(desc: str, unit: str) -> tuple[Callable[[int, int], None], Callabl
     return update, close
 
 
-def audio_context(config: ServiceConfig, *, cache: bool = True) -> Any:
-    from daemon.audio.cache import FeatureCache
+def audio_context(config: ServiceConfig) -> AudioContext:
+    """AudioContext.for_config (the one rule), imported when a command needs it: the pipeline loads torch."""
     from daemon.pipeline import AudioContext
 
-    return AudioContext(limits=config.limits.audio(), cache=FeatureCache(config.path("cache") if cache else None))
+    return AudioContext.for_config(config)
 
 
 # ── commands ─────────────────────────────────────────────────────────────────────────────────────────────
 
 def cmd_render(args: argparse.Namespace, config: ServiceConfig) -> int:
     from daemon.library import Library, resolve_style
-    from daemon.pipeline import default_output, render_track, style_render_settings
+    from daemon.naming import settings_tag, track_video
+    from daemon.pipeline import render_track
     from daemon.render import RenderSettings
 
     style = resolve_style(args.style, library=Library(config.path("library")))
-    own = style_render_settings(style)
+    own = style.render_settings()
     width, height = args.size or (own["width"], own["height"])
     settings = RenderSettings(width=width, height=height, fps=own["fps"] if args.fps is None else args.fps,
                               device=args.device or config.device)
     _check_flags(settings)
-    out = Path(args.output) if args.output else default_output(
-        Path(args.audio), style, settings, renders=config.path("renders"), inbox=config.path("inbox"))
+    tag = settings_tag({"width": settings.width, "height": settings.height, "fps": settings.fps}, own)
+    out = Path(args.output) if args.output else track_video(
+        Path(args.audio), style.name, renders=config.path("renders"), inbox=config.path("inbox"), tag=tag)
     update, close = _progress(f"render {Path(args.audio).name}", "frame")
     try:
         report = render_track(Path(args.audio), style, settings, out_path=out, ctx=audio_context(config),
                               on_progress=update)
     finally:
         close()
-    t, m = report["timing"], report["metrics"]
-    print(f"rendered {report['video']['frames']} frames in {t['total_s']:.1f} s "
-          f"({t['realtime_factor']:.2f}x real time, {report['device']}), temporal SSIM {m['temporal_ssim_mean']}, "
+    t, m = report.timing, report.metrics
+    speed = f"{t.realtime_factor:.2f}x" if t.realtime_factor is not None else "—"
+    print(f"rendered {report.video.frames} frames in {t.total_s:.1f} s "
+          f"({speed} real time, {report.device}), temporal SSIM {m['temporal_ssim_mean']}, "
           f"motion {m['motion_energy']}/s, onset alignment {m['onset_alignment']}, loud/quiet "
           f"{m['loud_quiet_contrast']}, onset correlation {m['onset_correlation']} → {out}")
     return 0
@@ -188,7 +194,7 @@ def _relative(paths: list[Path]) -> list[Path]:
 
 def cmd_train(args: argparse.Namespace, config: ServiceConfig) -> int:
     from daemon.library import Library
-    from daemon.pipeline import inbox_references
+    from daemon.tracks import inbox_references
     from daemon.spec import load_specs
 
     library = Library(config.path("library"))

@@ -11,8 +11,8 @@ import os
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
-from daemon.audio.decode import AudioLimits
 from daemon.errors import ConfigError
 from daemon.tables import bounds, from_table
 
@@ -45,9 +45,9 @@ class Limits:
     max_prompts: int = field(default=16, metadata=bounds(lo=1))  # prompts + negative prompts per spec
     max_prompt_chars: int = field(default=300, metadata=bounds(lo=1))  # characters per prompt
 
-    def audio(self) -> AudioLimits:
-        return AudioLimits(min_duration_s=self.min_duration_s, max_duration_s=self.max_duration_s,
-                           max_file_bytes=int(self.max_file_mb * 1024 * 1024))
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,19 @@ class Embeddings:
     yamnet_handle: str = "https://tfhub.dev/google/yamnet/1"
     vggish_handle: str = "https://tfhub.dev/google/vggish/1"
     openl3_hop_s: float = field(default=0.1, metadata=bounds(lo=0.01, hi=10.0))  # seconds between OpenL3 frames
-    timeout_s: float = field(default=1800.0, metadata=bounds(lo=1.0))  # one embedding worker run, at most
+    # (openl3's own default: 10 frames per second)
+    timeout_s: float = field(default=1800.0, metadata=bounds(lo=1.0, hi=7 * 24 * 3600.0))  # one embedding
+    # worker run (all its tracks), at most
+
+    #: the environment variable that carries each field to daemon.audio.embeddings (which reads these
+    #: defaults too: this class is their one home) and to its child process
+    VARIABLES: ClassVar[dict[str, str]] = {
+        "yamnet_handle": "AFX_YAMNET_HANDLE", "vggish_handle": "AFX_VGGISH_HANDLE",
+        "openl3_hop_s": "AFX_OPENL3_HOP_S", "timeout_s": "AFX_EMBEDDING_TIMEOUT_S"}
 
     def environment(self) -> dict[str, str]:
         """The variables daemon.audio.embeddings (and its child process) reads."""
-        return {"AFX_YAMNET_HANDLE": self.yamnet_handle, "AFX_VGGISH_HANDLE": self.vggish_handle,
-                "AFX_OPENL3_HOP_S": str(self.openl3_hop_s), "AFX_EMBEDDING_TIMEOUT_S": str(self.timeout_s)}
+        return {variable: str(getattr(self, name)) for name, variable in self.VARIABLES.items()}
 
 
 EXECUTOR_KINDS = ("local",)

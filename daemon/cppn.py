@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
 
-from daemon.tables import bounds
+from daemon.cppn_config import ACTIVATION_NAMES
+from daemon.cppn_config import CPPNConfig as CPPNConfig  # re-exported: `from daemon.cppn import CPPNConfig`
+from daemon.cppn_config import EncoderConfig as EncoderConfig
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sin": torch.sin,
@@ -34,51 +37,11 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
     "softplus": nn.functional.softplus,
 }
+assert tuple(ACTIVATIONS) == ACTIVATION_NAMES, "an activation needs its name in cppn_config.ACTIVATION_NAMES too"
 
 SPATIAL_INPUTS = ("x", "y", "r")
 TIME_INPUTS = ("t",)
 CHANNEL_INPUTS = ("pulse", "motion_sin", "motion_cos")  # after the features, when `channels` is on
-
-
-@dataclass(frozen=True)
-class CPPNConfig:
-    """Shape of the network; everything needed to rebuild it from a style folder."""
-
-    # units per hidden layer (the roadmap's winner: 128)
-    width: int = field(default=128, metadata=bounds(lo=8, hi=1024))
-    # hidden layers, each followed by the next activation of the cycle
-    depth: int = field(default=4, metadata=bounds(lo=1, hi=16))
-    # cycled over the hidden layers
-    activations: tuple[str, ...] = field(default=("sin", "cos", "gaussian", "tanh"),
-                                         metadata=bounds(choices=tuple(ACTIVATIONS), max_len=16))
-    # Xavier gain of the first layer's spatial half (higher: finer shapes)
-    spatial_gain: float = field(default=3.0, metadata=bounds(lo=0.0, hi=100.0))
-    # Xavier gain of the first layer's time/audio half (lower: calmer motion)
-    audio_gain: float = field(default=0.5, metadata=bounds(lo=0.0, hi=100.0))
-    # Xavier gain of the hidden layers (the prototype's 5.0 everywhere gives noise)
-    hidden_gain: float = field(default=3.0, metadata=bounds(lo=0.0, hi=100.0))
-    # Xavier gain of the RGB layer (higher: stronger contrast)
-    output_gain: float = field(default=3.0, metadata=bounds(lo=0.0, hi=100.0))
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    """How coordinates, time and features are scaled into network input (stored with every style)."""
-
-    # the shorter image side spans [-coord_scale, coord_scale]
-    coord_scale: float = field(default=1.0, metadata=bounds(lo=0.001, hi=1000.0))
-    # t runs from -time_scale to +time_scale over a track
-    time_scale: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1000.0))
-    # multiplies the normalised features (each in (-1, 1))
-    feature_scale: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1000.0))
-    # feed the designed pulse and motion inputs (style folders saved before they existed load with false)
-    channels: bool = True
-    # pulse strength: multiplies the percussive-onset envelope (0..1) fed to the network
-    pulse: float = field(default=4.0, metadata=bounds(lo=0.0, hi=1000.0))
-    # motion strength: radius of the circle the motion inputs trace
-    motion: float = field(default=4.0, metadata=bounds(lo=0.0, hi=1000.0))
-    # motion speed: radians per second of full-level sound (silence drifts at 3 % of it)
-    motion_speed: float = field(default=0.5, metadata=bounds(lo=0.0, hi=100.0))
 
 
 @dataclass(frozen=True)
@@ -204,19 +167,24 @@ class CPPN(nn.Module):
 
         xavier(self.spatial_in.weight, self.config.spatial_gain)
         xavier(self.temporal_in.weight, self.config.audio_gain)
-        for layer in self.hidden:
+        for layer in self.hidden_layers:
             xavier(layer.weight, self.config.hidden_gain)
         xavier(self.rgb.weight, self.config.output_gain)
-        for bias in [self.spatial_in.bias, *(layer.bias for layer in self.hidden), self.rgb.bias]:
+        for bias in [self.spatial_in.bias, *(layer.bias for layer in self.hidden_layers), self.rgb.bias]:
             nn.init.zeros_(bias)
+
+    @property
+    def hidden_layers(self) -> list[nn.Linear]:
+        """The hidden layers, typed (an nn.ModuleList holds Modules)."""
+        return [cast(nn.Linear, layer) for layer in self.hidden]
 
     def spatial_pre(self, spatial: torch.Tensor) -> torch.Tensor:
         """The first layer's spatial half with its bias, [P, width]: compute once per resolution."""
-        return self.spatial_in(spatial)
+        return self.spatial_in.forward(spatial)
 
     def temporal_pre(self, temporal: torch.Tensor) -> torch.Tensor:
         """The first layer's time/audio half, [B, width]: compute once per frame."""
-        return self.temporal_in(temporal)
+        return self.temporal_in.forward(temporal)
 
     def from_pre(self, pre: torch.Tensor) -> torch.Tensor:
         """Everything after the first layer's matmul: [..., width] → RGB [..., 3]."""

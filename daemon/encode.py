@@ -145,7 +145,8 @@ def informative_line(stderr: str) -> str:
 def probe(path: Path) -> dict[str, Any]:
     """ffprobe's view of a media file (format and streams)."""
     try:
-        return ffmpeg.probe(str(Path(path).resolve()), cmd=ffmpeg_binary("ffprobe"))
+        info: dict[str, Any] = ffmpeg.probe(str(Path(path).resolve()), cmd=ffmpeg_binary("ffprobe"))
+        return info
     except ffmpeg.Error as e:
         tail = (e.stderr or b"").decode("utf-8", "replace").strip()
         raise RenderError("ffprobe could not read the video", path=path, stderr_tail=tail) from e

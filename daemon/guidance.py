@@ -14,7 +14,8 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +35,8 @@ DOWNLOAD_RETRY_S = 600.0
 _failed_downloads: dict[tuple[str, str, str | None], float] = {}  # (model, tag, cache) → monotonic time
 
 
-def _open_clip():
-    """open_clip with the project's model configs registered (once)."""
+def _open_clip() -> Any:
+    """open_clip (untyped: Any) with the project's model configs registered (once)."""
     global _registered
     import open_clip
 
@@ -78,8 +79,8 @@ def _quiet_root_logger() -> Iterator[None]:
 class Guide:
     """A loaded CLIP model, frozen, with what the trainer needs to feed it."""
 
-    model: torch.nn.Module
-    tokenizer: object
+    model: Any  # an open_clip CLIP model (the library is untyped): encode_text, encode_image
+    tokenizer: Callable[[list[str]], torch.Tensor]
     clip_model: str
     pretrained: str
     trained: bool  # False for afx-tiny or pretrained = "none": similarities then mean nothing
@@ -89,7 +90,8 @@ class Guide:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        device: torch.device = next(self.model.parameters()).device
+        return device
 
     def describe(self) -> dict[str, object]:
         return {"clip_model": self.clip_model, "pretrained": self.pretrained, "trained_guidance": self.trained}
@@ -139,7 +141,7 @@ def load_guide(clip_model: str, pretrained: str, *, cache_dir: Path | None, devi
     )
 
 
-def _create_pretrained(open_clip, clip_model: str, tag: str, *, cache_dir: Path | None, device: torch.device,
+def _create_pretrained(open_clip: Any, clip_model: str, tag: str, *, cache_dir: Path | None, device: torch.device,
                        allow_download: bool) -> torch.nn.Module:
     tags = open_clip.list_pretrained_tags_by_model(clip_model)
     if tag not in tags:
@@ -148,15 +150,17 @@ def _create_pretrained(open_clip, clip_model: str, tag: str, *, cache_dir: Path 
     cache = str(cache_dir) if cache_dir else None
     try:
         with _hub_offline(True):
-            return open_clip.create_model(clip_model, pretrained=tag, device=device, cache_dir=cache,
-                                          require_pretrained=True)
+            model: torch.nn.Module = open_clip.create_model(clip_model, pretrained=tag, device=device,
+                                                            cache_dir=cache, require_pretrained=True)
+            return model
     except Exception as cached_miss:  # open_clip raises RuntimeError; hub/urllib raise their own
         failed_at = _failed_downloads.get((clip_model, tag, cache))
         if not allow_download or (failed_at is not None and time.monotonic() - failed_at < DOWNLOAD_RETRY_S):
             raise missing_weights(clip_model, tag, cache_dir) from cached_miss
     try:
-        return open_clip.create_model(clip_model, pretrained=tag, device=device, cache_dir=cache,
-                                      require_pretrained=True)
+        model = open_clip.create_model(clip_model, pretrained=tag, device=device, cache_dir=cache,
+                                       require_pretrained=True)
+        return model
     except Exception as e:
         _failed_downloads[(clip_model, tag, cache)] = time.monotonic()
         raise missing_weights(clip_model, tag, cache_dir) from e
@@ -176,6 +180,7 @@ def _load_local_checkpoint(model: torch.nn.Module, path: Path, *, clip_model: st
     if not path.is_file():
         raise GuidanceError("checkpoint file not found", path=path, key="training.pretrained",
                             hint="give the path of a .safetensors or .pt open_clip checkpoint")
+    state: dict[str, Any]
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

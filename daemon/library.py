@@ -10,10 +10,14 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon.errors import StyleError
-from daemon.style import STYLE_FILE, Style, random_style
+
+if TYPE_CHECKING:
+    from daemon.style import Style
+
+STYLE_FILE = "style.json"  # a folder holding one is a style version (daemon.style writes and reads it)
 
 
 def safe_name(name: str) -> str:
@@ -90,7 +94,9 @@ class Library:
         mapping: dict[str, str] = {}
         for entry in self.entries():
             spec = entry.meta.get("spec")
-            new = upgraded_id(spec) if isinstance(spec, dict) and spec.get("style_id") == entry.style_id else None
+            if not isinstance(spec, dict) or spec.get("style_id") != entry.style_id:
+                continue
+            new = upgraded_id(spec)
             if new is None or new == entry.style_id:
                 continue
             target = entry.folder.with_name(new)
@@ -104,6 +110,8 @@ class Library:
         return mapping
 
     def load(self, name: str, style_id: str | None = None) -> Style:
+        from daemon.style import Style  # torch: listing the library (the planner, `afx status`) never loads it
+
         if style_id is not None:
             return Style.load(self.folder_for(name, style_id))
         entry = self.newest(name)
@@ -124,6 +132,8 @@ def _style_name(folder: Path) -> str | None:
 
 def resolve_style(ref: str, *, library: Library) -> Style:
     """`random:SEED`, a style folder (or a library name folder), or a library style name."""
+    from daemon.style import Style, random_style  # torch, as in Library.load
+
     if ref.startswith("random:"):
         seed_text = ref.removeprefix("random:")
         if not seed_text.lstrip("-").isdigit():

@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+Logger = structlog.typing.FilteringBoundLogger  # what get_logger returns: bind(), info(event, **fields)
+
 
 def configure_logging(*, json_lines: bool | None = None, level: str = "info") -> None:
     """Route structlog to stderr; `json_lines=None` picks by whether stderr is a terminal."""
@@ -26,7 +28,7 @@ def configure_logging(*, json_lines: bool | None = None, level: str = "info") ->
         cache_logger_on_first_use=False,
     )
     # libraries log through the standard library: render their lines the same way (never "ERROR:root:…")
-    handler = logging.StreamHandler(_Stderr())  # type: ignore[arg-type]
+    handler = logging.StreamHandler(_Stderr())
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         processor=renderer, foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name,
                                                structlog.processors.TimeStamper(fmt="iso", utc=True)]))
@@ -45,5 +47,6 @@ class _Stderr:
         sys.stderr.flush()
 
 
-def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
-    return structlog.get_logger(name)
+def get_logger(name: str) -> Logger:
+    logger: Logger = structlog.get_logger(name)
+    return logger

@@ -92,7 +92,7 @@ class TemporalMetrics:
         self._prev = gray[-1:]
         self._index += frames.shape[0]
 
-    def result(self, onset: np.ndarray, *, level: np.ndarray | None = None) -> dict[str, object]:
+    def result(self, onset: np.ndarray, *, level: np.ndarray | None = None) -> dict[str, float | int | str | None]:
         """The metrics; `onset` [n_frames] in [0, 1], `level` [n_frames] loudness (the timeline's channel)."""
         ssim_vals = np.asarray(self.ssim, dtype=np.float64)
         change = np.asarray(self.change, dtype=np.float64)
@@ -131,7 +131,7 @@ def visual_peaks(change: np.ndarray) -> np.ndarray:
     into = np.concatenate([[0.0], change])
     floor = max(VIDEO_PEAK_MIN, VIDEO_PEAK_SHARE * float(np.percentile(into, 95)))
     peaks, _ = find_peaks(into, height=VIDEO_PEAK_MIN, prominence=floor, distance=2)
-    return peaks
+    return np.asarray(peaks)
 
 
 def audio_peaks(onset: np.ndarray) -> np.ndarray:

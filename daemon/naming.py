@@ -98,6 +98,17 @@ def video_path(renders: Path, folder: PurePosixPath, style_name: str, tag: str =
     return Path(renders) / folder / f"{style_stem(style_name, tag)}.mp4"
 
 
+def track_video(audio_path: Path, style_name: str, *, renders: Path, inbox: Path, tag: str = "") -> Path:
+    """The video of the track at `audio_path` with a style: the service's published video and `afx render`'s
+    default output, so the two never disagree. `tag`: `settings_tag`, empty at the style's own settings."""
+    path = Path(audio_path).absolute()
+    try:
+        folder = track_folder(PurePosixPath(path.relative_to(Path(inbox).absolute()).as_posix()))
+    except ValueError:
+        folder = outside_track_folder(path)
+    return video_path(renders, folder, style_name, tag)
+
+
 def report_path(video: Path) -> Path:
     return video.with_suffix(".json")
 

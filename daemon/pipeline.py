@@ -12,22 +12,29 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from daemon.atomic import atomic_path
 from daemon.audio.cache import FeatureCache, cache_key
-from daemon.audio.decode import ANALYSIS_RATE, AudioLimits, Track, decode_audio
-from daemon.audio.embeddings import EmbeddingPlan, TrackEmbeddings, embedding_sets, plan_for_style
+from daemon.audio.decode import ANALYSIS_RATE, Track, decode_audio
+from daemon.audio.embeddings import EmbeddingPlan, Reduction, TrackEmbeddings, embedding_sets, plan_for_style
 from daemon.audio.features import FeatureTimeline, extract_features
+from daemon.config import Limits, ServiceConfig
 from daemon.encode import EncodeSettings, VideoWriter, verify_video
 from daemon.errors import AfxError, RenderError, TrackRemoved, storage_errors
 from daemon.metrics import TemporalMetrics
-from daemon.render import RenderSettings, render_frames, resolve_device
-from daemon.report import REPORT_SCHEMA, now_iso, versions, write_json_atomic
+from daemon.library import Library
+from daemon.logs import Logger
+from daemon.render import RenderSettings, device_name, render_frames, resolve_device
+from daemon.report import Metrics, RenderJob, Report, TimingSection, now_iso
+from daemon.spec import StyleSpec
 from daemon.style import Style
+from daemon.tracks import missing_references, reference_paths
+from daemon.train import OnStep, StepLogger
 
 Progress = Callable[[int, int], None]
 
@@ -36,9 +43,15 @@ Progress = Callable[[int, int], None]
 class AudioContext:
     """How tracks are read: limits, analysis rate and the feature cache."""
 
-    limits: AudioLimits = AudioLimits()
+    limits: Limits = Limits()
     cache: FeatureCache = FeatureCache(None)
     sample_rate: int = ANALYSIS_RATE
+
+    @classmethod
+    def for_config(cls, config: ServiceConfig, *, cache: bool = True) -> AudioContext:
+        """How `afx` and the service read tracks: afx.toml's limits, and its feature cache unless `cache` is
+        False."""
+        return cls(limits=config.limits, cache=FeatureCache(config.path("cache") if cache else None))
 
 
 def track_features(audio_path: Path, sets: Sequence[str], *, fps: float, ctx: AudioContext,
@@ -63,30 +76,6 @@ def track_features(audio_path: Path, sets: Sequence[str], *, fps: float, ctx: Au
     timeline, _ = ctx.cache.get_or_compute(
         key, lambda: extract_features(samples, sr=ctx.sample_rate, fps=fps, sets=sets, embeddings=embeddings))
     return track, timeline, samples
-
-
-def style_render_settings(style: Style) -> dict[str, int]:
-    """The size and fps a style renders at by default: its spec's [render] table (or the spec defaults)."""
-    from daemon.spec import RenderSpec
-
-    own = dict((style.spec or {}).get("render") or {})
-    default = RenderSpec()
-    return {k: int(own.get(k, getattr(default, k))) for k in ("width", "height", "fps")}
-
-
-def default_output(audio_path: Path, style: Style, settings: RenderSettings, *, renders: Path, inbox: Path) -> Path:
-    """renders/<track>/<style>[@WxH-FPSfps].mp4 by daemon.naming's rule — the service's name for a track in
-    the inbox at the style's own settings, so the two never disagree about where a video lives."""
-    from daemon.naming import outside_track_folder, settings_tag, track_folder, video_path
-
-    path = Path(audio_path).absolute()
-    try:
-        folder = track_folder(PurePosixPath(path.relative_to(Path(inbox).absolute()).as_posix()))
-    except ValueError:
-        folder = outside_track_folder(path)
-    tag = settings_tag({"width": settings.width, "height": settings.height, "fps": settings.fps},
-                       style_render_settings(style))
-    return video_path(renders, folder, style.name, tag)
 
 
 def check_writable(folder: Path) -> list[Path]:
@@ -134,8 +123,10 @@ def check_track_unchanged(path: Path, before: tuple[int, int] | None) -> None:
 
 def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, out_path: Path,
                  ctx: AudioContext = AudioContext(), encode: EncodeSettings = EncodeSettings(),
-                 on_progress: Progress | None = None, extra_report: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Render `audio_path` with `style` to `out_path` (+ its JSON report); returns the report."""
+                 on_progress: Progress | None = None, job: RenderJob | None = None) -> Report:
+    """Render `audio_path` with `style` to `out_path` (+ its JSON report); returns the report.
+
+    `job`: the service's job, recorded in the report."""
     started = time.perf_counter()
     settings.validate()
     out_path = Path(out_path)
@@ -167,33 +158,18 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
                 raise removed from e  # the track went away: not ffmpeg's fault, nor the content's
         raise
     render_s = time.perf_counter() - render_started
-    total_s = time.perf_counter() - started
-    report = {
-        "schema": REPORT_SCHEMA, "ok": True, "created": now_iso(),
-        "track": track.to_dict(),
-        "style": style.describe(),
-        "features": {"sets": list(timeline.sets), "columns": len(timeline.names),
-                     **({"embeddings": timeline.normalisation["embeddings"]}
-                        if "embeddings" in timeline.normalisation else {}),
-                     "normalisation": timeline.normalisation["method"]},
-        "video": {"path": str(out_path), "width": settings.width, "height": settings.height, "fps": settings.fps,
-                  "frames": timeline.n_frames, "duration_s": round(probe["duration_s"], 4), "bytes": probe["bytes"],
-                  "video_codec": probe["video_codec"], "audio_codec": probe["audio_codec"]},
-        "timing": {"features_s": round(features_s, 3), "render_s": round(render_s, 3), "total_s": round(total_s, 3),
-                   "realtime_factor": round(track.duration_s / total_s, 4) if total_s > 0 else None},
-        "metrics": metrics,
-        "device": device_name(device),
-        "versions": versions(),
-        **(extra_report or {}),
-    }
+    timing = TimingSection.of(features_s=features_s, render_s=render_s, total_s=time.perf_counter() - started,
+                              track_s=track.duration_s)
+    report = Report.for_render(track=track, style=style, timeline=timeline, settings=settings, out_path=out_path,
+                               probe=probe, timing=timing, metrics=metrics, device=device_name(device), job=job)
     with storage_errors(out_path, "writing the report"):
-        write_json_atomic(out_path.with_suffix(".json"), report)
+        report.write(out_path.with_suffix(".json"))
     return report
 
 
 def encode_video(style: Style, timeline: FeatureTimeline, settings: RenderSettings, *, audio_path: Path,
-                 scratch: Path, device: Any, encode: EncodeSettings,
-                 on_progress: Progress | None) -> dict[str, Any]:
+                 scratch: Path, device: torch.device, encode: EncodeSettings,
+                 on_progress: Progress | None) -> Metrics:
     """Stream the rendered frames into ffmpeg; returns the temporal metrics."""
     writer = VideoWriter(scratch, width=settings.width, height=settings.height, fps=settings.fps,
                          audio_path=audio_path, settings=encode)
@@ -211,14 +187,6 @@ def encode_video(style: Style, timeline: FeatureTimeline, settings: RenderSettin
         writer.abort()
         raise
     return metrics.result(timeline.onset, level=timeline.channel_values()[:, 2])
-
-
-def device_name(device: Any) -> str:
-    import torch
-
-    if getattr(device, "type", str(device)) == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return "cpu"
 
 
 def export_player(audio_path: Path, style: Style, *, out_path: Path, fps: int = 30,
@@ -242,61 +210,16 @@ def export_player(audio_path: Path, style: Style, *, out_path: Path, fps: int = 
 
 # ── training ─────────────────────────────────────────────────────────────────────────────────────────────
 
-MAX_REFERENCE_TRACKS = 8  # features of more tracks add little variety and cost start-up time
-PREVIEW_SIZE = (384, 216)
-
-
-def reference_paths(spec: Any, fallback: Sequence[Path]) -> list[Path]:
-    """The spec's reference tracks (globs relative to its file), else `fallback` (`inbox_references`)."""
-    if spec.audio.reference_tracks:
-        found: list[Path] = []
-        for pattern in spec.audio.reference_tracks:
-            found.extend(_reference_matches(spec, pattern))
-        return found[:MAX_REFERENCE_TRACKS]
-    return [Path(p) for p in fallback][:MAX_REFERENCE_TRACKS]
-
-
-def inbox_references(spec: Any, inbox: Path) -> list[Path]:
-    """The inbox tracks a style without `audio.reference_tracks` samples, chosen the same way by `afx train`
-    and the service: audio files at any depth that its `tracks` globs match (every one when it has none),
-    by relative path, the first MAX_REFERENCE_TRACKS."""
-    from daemon.spec import glob_matches
-
-    inbox = Path(inbox)
-    if not inbox.is_dir():
-        return []
-    found = []
-    for path in sorted(inbox.rglob("*")):
-        rel = PurePosixPath(path.relative_to(inbox).as_posix())
-        if any(part.startswith((".", "~")) for part in rel.parts) or rel.suffix.lower() not in AUDIO_SUFFIXES:
-            continue
-        if path.is_file() and (not spec.tracks or glob_matches(rel, spec.tracks)):
-            found.append(path)
-        if len(found) == MAX_REFERENCE_TRACKS:
-            break
-    return found
-
-
-def _reference_matches(spec: Any, pattern: str) -> list[Path]:
-    base = Path(spec.source).parent if spec.source else Path.cwd()
-    matches = sorted(base.glob(pattern)) if any(c in pattern for c in "*?[") else [base / pattern]
-    return [m for m in matches if m.is_file()]
-
-
-def missing_references(spec: Any) -> list[str]:
-    """The spec's `audio.reference_tracks` entries that name no file (a typo, a moved file)."""
-    return [p for p in spec.audio.reference_tracks if not _reference_matches(spec, p)]
-
-
-def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), reference_tracks: Sequence[Path] = (),
-                device: str = "auto", checkpoint_dir: Path | None = None, models_dir: Path | None = None,
-                allow_download: bool = True, on_step: Callable[..., None] | None = None,
+def train_style(spec: StyleSpec, *, library: Library, ctx: AudioContext = AudioContext(),
+                reference_tracks: Sequence[Path] = (), device: str = "auto", checkpoint_dir: Path | None = None,
+                models_dir: Path | None = None, allow_download: bool = True, on_step: OnStep | None = None,
                 should_stop: Callable[[], bool] | None = None) -> Style:
     """Train `spec` into the library (library/<name>/<id>/ with previews and history); returns the Style.
 
     Resumes from `checkpoint_dir`; raises daemon.train.TrainingInterrupted after checkpointing when
     `should_stop()` turns true.
     """
+    from daemon.artifacts import write_training_artifacts
     from daemon.board import write_mood_board
     from daemon.guidance import load_guide
     from daemon.logs import get_logger
@@ -351,27 +274,8 @@ def train_style(spec: Any, *, library: Any, ctx: AudioContext = AudioContext(), 
     return style
 
 
-class StepLogger:
-    """Forwards each step to `then` and logs `train.step` every 5 % of the run or every 30 s, with an ETA."""
-
-    def __init__(self, log: Any, then: Callable[..., None] | None, *, trained_guidance: bool,
-                 every_s: float = 30.0) -> None:
-        self.log, self.then, self.trained_guidance, self.every_s = log, then, trained_guidance, every_s
-        self.last_logged = time.monotonic()
-
-    def __call__(self, record: Any, total: int) -> None:
-        if self.then:
-            self.then(record, total)
-        now = time.monotonic()
-        if record.step % max(1, total // 20) == 0 or record.step == total or now - self.last_logged > self.every_s:
-            self.last_logged = now
-            rate = record.seconds / max(record.step, 1)
-            self.log.info("train.step", step=record.step, of=total, loss=round(record.loss, 5),
-                          similarity={k: round(v, 4) for k, v in record.similarity.items()},
-                          eta_s=round(rate * (total - record.step), 1), trained_guidance=self.trained_guidance)
-
-
-def style_reductions(spec: Any, paths: Sequence[Path], *, ctx: AudioContext, log: Any) -> dict[str, Any]:
+def style_reductions(spec: StyleSpec, paths: Sequence[Path], *, ctx: AudioContext,
+                     log: Logger) -> dict[str, Reduction]:
     """The embedding reductions a style of `spec` gets: PCA over the reference tracks, else the seeded projection.
 
     Deterministic for the same tracks, so a sweep's comparison (comparison_clip) sees the same mapping.
@@ -404,8 +308,8 @@ def reference_timelines(paths: Sequence[Path], spec: Any, *, ctx: AudioContext, 
     return [timeline for _, timeline in reference_features(paths, spec, ctx=ctx, log=log, reductions=reductions)]
 
 
-def reference_features(paths: Sequence[Path], spec: Any, *, ctx: AudioContext, log: Any,
-                       reductions: dict[str, Any] | None = None) -> list[tuple[Track, FeatureTimeline]]:
+def reference_features(paths: Sequence[Path], spec: StyleSpec, *, ctx: AudioContext, log: Logger,
+                       reductions: dict[str, Reduction] | None = None) -> list[tuple[Track, FeatureTimeline]]:
     """Each readable reference track with its feature timeline (what a style records it was trained on)."""
     from daemon.errors import AfxError
 
@@ -419,55 +323,6 @@ def reference_features(paths: Sequence[Path], spec: Any, *, ctx: AudioContext, l
             continue
         found.append((track, timeline))
     return found
-
-
-def write_training_artifacts(folder: Path, style: Style, result: Any, timelines: Sequence[FeatureTimeline]) -> None:
-    """training.json (history), curve.png (similarity per prompt over steps), preview.png (three moments)."""
-    from daemon.plots import plot_curves
-
-    history = [{"step": r.step, "loss": round(r.loss, 6), "similarity": {k: round(v, 6) for k, v in r.similarity.items()},
-                "temporal": round(r.temporal, 6), "lr": r.lr, "seconds": round(r.seconds, 3)} for r in result.history]
-    write_json_atomic(folder / "training.json", {
-        "style": style.name, "id": style.style_id, **style.guidance, **style.training, "history": history})
-    prompts = list(result.history[-1].similarity) if result.history else []
-    plot_curves([r.step for r in result.history], {p: [r.similarity[p] for r in result.history] for p in prompts},
-                folder / "curve.png", title=f"{style.name}: CLIP similarity"
-                + ("" if style.guidance.get("trained_guidance") else " (UNTRAINED guidance model)"),
-                ylabel="cosine similarity")
-    preview_image(style, timelines).save(folder / "preview.png")
-
-
-def preview_image(style: Style, timelines: Sequence[FeatureTimeline], *, size: tuple[int, int] = PREVIEW_SIZE) -> Any:
-    """Frames at three audio moments (25 %, 50 %, 75 % of the first reference track, or prior samples)."""
-    import torch
-    from PIL import Image
-
-    from daemon.render import RenderSettings, render_frames
-
-    timeline = moments_timeline(style, timelines)
-    settings = RenderSettings(width=size[0], height=size[1], fps=int(timeline.fps), device="cpu")
-    frames = torch.cat(list(render_frames(style, timeline, settings, device=torch.device("cpu"))))
-    strip = torch.cat(list(frames), dim=1).numpy()
-    return Image.fromarray(strip)
-
-
-def moments_timeline(style: Style, timelines: Sequence[FeatureTimeline]) -> FeatureTimeline:
-    """A three-row timeline: 25/50/75 % of the first reference track, or three draws from the prior."""
-    import torch
-
-    from daemon.train import TimeSampler
-
-    if timelines:
-        tl = timelines[0]
-        rows = [min(tl.n_frames - 1, int(tl.n_frames * f)) for f in (0.25, 0.5, 0.75)]
-        values, channels, fps = tl.values[rows], tl.channel_values()[rows], tl.fps
-    else:
-        sampler = TimeSampler([], style.features.sets, embedding_dims=plan_for_style(style).dims)
-        _, feats, chans = sampler.sample(3, torch.Generator().manual_seed(0))
-        values, channels, fps = feats[0::2].numpy(), chans[0::2].numpy(), 30.0
-    return FeatureTimeline(sets=style.features.sets, names=style.features.columns, values=values.astype(np.float32),
-                           fps=fps, onset=np.zeros(3, dtype=np.float32), normalisation={},
-                           channels=channels.astype(np.float32))
 
 
 CLIP_FRAMES = 60  # the comparison clip: its first frames ...
@@ -599,7 +454,3 @@ def comparison_clip(spec: Any, *, ctx: AudioContext, fallback: Sequence[Path],
 def _mean(values: dict[str, float]) -> float | None:
     positive = [v for k, v in values.items() if not k.startswith("not: ")]
     return round(float(np.mean(positive)), 6) if positive else None
-
-
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".mod", ".xm", ".s3m",
-                            ".it", ".aiff", ".aif", ".wma", ".mka", ".webm"})

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -34,8 +34,8 @@ import torch
 from daemon.audio.features import FeatureTimeline
 from daemon.cppn import CPPN
 from daemon.errors import RenderError
+from daemon.spec import check_video_size
 from daemon.style import Style
-from daemon.tables import bounds
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -57,28 +57,11 @@ class RenderSettings:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16; auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32
 
     def validate(self) -> None:
-        for name, value in (("width", self.width), ("height", self.height)):
-            if value < 16 or value > 7680 or value % 2:
-                raise RenderError(f"{name} must be an even number of pixels from 16 to 7680, got {value}",
-                                  key=f"render.{name}")
-        if not 1 <= self.fps <= 240:
-            raise RenderError(f"fps must be from 1 to 240, got {self.fps}", key="render.fps")
+        check_video_size(self.width, self.height, self.fps, error=RenderError)
         if self.precision not in PRECISIONS:
             raise RenderError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
                               key="render.precision")
 
-    def key(self) -> dict[str, object]:
-        """What changes the pixels of a render (device, batching and precision do not, beyond rounding
-        that the quality guard bounds at PSNR >= 40 dB)."""
-        return {"width": self.width, "height": self.height, "fps": self.fps}
-
-
-RENDER_LIMITS = {
-    "width": bounds(lo=16, hi=7680),
-    "height": bounds(lo=16, hi=7680),
-    "fps": bounds(lo=1, hi=240),
-    "precision": bounds(choices=PRECISIONS),
-}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -90,6 +73,13 @@ def resolve_device(name: str) -> torch.device:
         raise RenderError(f"device '{name}' was asked for but CUDA is not available", key="device",
                           hint="use device = \"auto\" or \"cpu\"")
     return device
+
+
+def device_name(device: torch.device) -> str:
+    """How reports name a device: `cpu`, or `cuda (NVIDIA H200)`."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return "cpu"
 
 
 def cpu_has_native_bf16() -> bool:
@@ -129,7 +119,7 @@ def plan_batches(settings: RenderSettings, device: torch.device, width: int, *,
 
 
 def render_frames(style: Style, timeline: FeatureTimeline, settings: RenderSettings, *,
-                  device: torch.device, start: int = 0, stop: int | None = None) -> Iterator[torch.Tensor]:
+                  device: torch.device, start: int = 0, stop: int | None = None) -> Generator[torch.Tensor, None, None]:
     """Yield uint8 frame batches [B, H, W, 3] on `device`, in order, for frames start..stop of the track."""
     settings.validate()
     check_features(style, timeline)
@@ -170,7 +160,7 @@ class FastCPPN:
         self.act0 = inplace_activation(names[0], device=device, dtype=dtype)
         onednn = device.type == "cpu" and onednn_linear_works(dtype)
         self.hidden = [(OneDnnLayer if onednn else BufferLayer)(layer, name, dtype=dtype, device=device, tile=tile)
-                       for layer, name in zip(model.hidden, names[1:])]
+                       for layer, name in zip(model.hidden_layers, names[1:])]
         # bf16 logits would be off by up to ±1.3 levels after the sigmoid: on CPU the 3-wide last layer runs
         # in fp32 (from a tile-sized buffer; on CUDA an fp32 copy of a whole batch would cost gigabytes)
         self.last_fp32 = dtype == torch.bfloat16 and device.type == "cpu"
@@ -232,7 +222,7 @@ class OneDnnLayer:
         self.act = None if activation in self.FUSED else inplace_activation(activation, device=device, dtype=dtype)
 
     def __call__(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        y = torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.fused, [], "")
+        y: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.fused, [], "")
         if self.act is not None:
             self.act(y)
         return y
@@ -247,7 +237,8 @@ def onednn_linear_works(dtype: torch.dtype) -> bool:
         b = torch.linspace(0, 0.3, 4).to(dtype)
         y = torch.ops.mkldnn._linear_pointwise(x, torch.ops.mkldnn._reorder_linear_weight(w, 3), b, "tanh", [], "")
         expected = torch.tanh(torch.nn.functional.linear(x.float(), w.float(), b.float()))
-        return bool(torch.backends.mkldnn.is_available() and torch.allclose(y.float(), expected, atol=2e-2))
+        return bool(torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]  # (untyped in torch)
+                    and torch.allclose(y.float(), expected, atol=2e-2))
     except (AttributeError, RuntimeError):
         return False
 
@@ -347,7 +338,8 @@ class CpuFrames:
             pre = torch.empty(shape, dtype=torch.float32)
             a = pre if net.dtype == torch.float32 else torch.empty(shape, dtype=net.dtype)
             self.local.buffers = (a, torch.empty(shape, dtype=net.dtype), pre, pre if net.last_fp32 else None)
-        return self.local.buffers
+        buffers: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None] = self.local.buffers
+        return buffers
 
 
 class CudaFrames:

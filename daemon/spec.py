@@ -15,15 +15,13 @@ import json
 import math
 import re
 import tomllib
-from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from daemon.config import Limits
-from daemon.cppn import CPPNConfig, EncoderConfig
-from daemon.errors import SpecError
+from daemon.cppn_config import CPPNConfig, EncoderConfig
+from daemon.errors import AfxError, SpecError
 from daemon.tables import bounds, check_keys, from_table, nearest, to_table
 
 STYLE_ID_FORM = 2  # the canonical form `weight_fields` hashes; form 1 hashed every field (`legacy_style_id`)
@@ -85,6 +83,31 @@ class RenderSpec:
     height: int = field(default=720, metadata=bounds(lo=16, hi=7680))  # pixels, even
     fps: int = field(default=30, metadata=bounds(lo=1, hi=240))  # frames per second (one feature row each)
 
+    def settings(self) -> dict[str, int]:
+        """What of a render changes its pixels (its size and rate): the render key's and settings tag's input."""
+        return {"width": self.width, "height": self.height, "fps": self.fps}
+
+
+def check_video_size(width: int, height: int, fps: int, *, error: type[AfxError] = SpecError,
+                     path: Path | None = None, limits: Limits | None = None) -> None:
+    """The one rule for a video's size and rate, for specs, `afx render --size/--fps` and render jobs:
+    RenderSpec's bounds, even sides (H.264 4:2:0), and `limits.max_render_pixels` when given."""
+    bound = {f.name: f.metadata for f in fields(RenderSpec)}
+    for key, value in (("width", width), ("height", height)):
+        lo, hi = bound[key]["lo"], bound[key]["hi"]
+        if not lo <= value <= hi:
+            raise error(f"{key} must be an even number of pixels from {lo} to {hi}, got {value}", path=path,
+                        key=f"render.{key}")
+        if value % 2:
+            raise error(f"{key} must be an even number of pixels: {value} is odd (H.264 4:2:0)", path=path,
+                        key=f"render.{key}", hint=f"use {value - 1} or {value + 1}")
+    if not bound["fps"]["lo"] <= fps <= bound["fps"]["hi"]:
+        raise error(f"fps must be from {bound['fps']['lo']} to {bound['fps']['hi']}, got {fps}", path=path,
+                    key="render.fps")
+    if limits is not None and width * height > limits.max_render_pixels:
+        raise error(f"{width}×{height} is {width * height} pixels, at most {limits.max_render_pixels}", path=path,
+                    key="render", hint="render smaller, or raise limits.max_render_pixels in afx.toml")
+
 
 @dataclass(frozen=True)
 class StyleSpec:
@@ -140,7 +163,7 @@ class StyleSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as plain data (style.json, the library, reports), with its style id."""
-        data = to_table(self)
+        data: dict[str, Any] = to_table(self)
         data["style_id"] = self.style_id
         return data
 
@@ -404,31 +427,12 @@ def _check_training(training: TrainingSpec, *, path: Path | None, limits: Limits
 
 
 def _check_render(render: RenderSpec, *, path: Path | None, limits: Limits) -> None:
-    for key in ("width", "height"):
-        value = getattr(render, key)
-        if value % 2:
-            raise SpecError(f"{value} is odd; H.264 needs an even size", path=path, key=f"render.{key}",
-                            hint=f"use {value - 1} or {value + 1}")
-    pixels = render.width * render.height
-    if pixels > limits.max_render_pixels:
-        raise SpecError(f"{render.width}×{render.height} is {pixels} pixels, at most {limits.max_render_pixels}",
-                        path=path, key="render", hint="render smaller, or raise limits.max_render_pixels in afx.toml")
+    check_video_size(render.width, render.height, render.fps, path=path, limits=limits)
 
 
 def _positive(value: float, *, path: Path | None, key: str) -> None:
     if not value > 0:
         raise SpecError(f"{value} must be above 0", path=path, key=key)
-
-
-def glob_matches(rel: PurePosixPath, patterns: Iterable[str]) -> bool:
-    """A `tracks` glob matches the path relative to the inbox or the bare file name; `**/` may match nothing."""
-    text = rel.as_posix()
-    for pattern in patterns:
-        pattern = pattern.replace("\\", "/").removeprefix("./")
-        candidates = {pattern, pattern.replace("**/", "")}
-        if any(fnmatchcase(text, p) or fnmatchcase(rel.name, p) for p in candidates):
-            return True
-    return False
 
 
 # ── sweeps ───────────────────────────────────────────────────────────────────────────────────────────────

@@ -18,12 +18,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from daemon.audio.features import DEFAULT_EMBEDDING_DIMS, NORMALISATION, columns_for
-from daemon.cppn import CPPN, CPPNConfig, EncoderConfig, InputEncoder
+from daemon.cppn import CPPN, InputEncoder
+from daemon.cppn_config import CPPNConfig, EncoderConfig
 from daemon.errors import StyleError
+from daemon.library import STYLE_FILE
+from daemon.spec import RenderSpec
 from daemon.atomic import atomic_replace_dir
 
 STYLE_SCHEMA = "afx.style/1"
-STYLE_FILE = "style.json"
 WEIGHTS_FILE = "weights.safetensors"
 
 
@@ -65,14 +67,10 @@ class Style:
     def input_encoder(self) -> InputEncoder:
         return InputEncoder(self.encoder, len(self.features.columns))
 
-    def describe(self) -> dict[str, Any]:
-        """The style's section of a render report."""
-        return {
-            "name": self.name, "id": self.style_id, "trained": self.trained,
-            "clip_model": self.guidance.get("clip_model"), "pretrained": self.guidance.get("pretrained"),
-            "trained_guidance": self.guidance.get("trained_guidance", False),
-            "feature_sets": list(self.features.sets), "folder": str(self.folder) if self.folder else None,
-        }
+    def render_settings(self) -> dict[str, int]:
+        """The size and fps the style renders at by default: its spec's [render] table (or the spec defaults)."""
+        own = dict((self.spec or {}).get("render") or {})
+        return {k: int(own.get(k, v)) for k, v in RenderSpec().settings().items()}
 
     def save(self, folder: Path, *, extras: Callable[[Path], None] | None = None) -> Path:
         """Write the style to `folder` atomically (scratch sibling, then rename); returns the folder.

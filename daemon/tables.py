@@ -48,7 +48,7 @@ def from_table(cls: type[T], table: dict[str, Any], *, error: type[AfxError], pa
     """Build the frozen dataclass `cls` from `table`, validating every key and value."""
     if not isinstance(table, dict):
         raise error("expected a table", path=path, key=prefix or None)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]  # (T: a dataclass)
     check_keys(table, fields, error=error, path=path, prefix=prefix)
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
@@ -88,7 +88,7 @@ def _coerce(raw: Any, hint: Any, meta: typing.Mapping[str, Any], *, error: type[
         if raw is None:
             return None
         return _coerce(raw, inner[0], meta, error=error, path=path, key=key)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_table(hint, raw, error=error, path=path, prefix=key)
     if origin is tuple:
         if not isinstance(raw, (list, tuple)):

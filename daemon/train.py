@@ -50,6 +50,7 @@ from daemon.audio.features import (DEFAULT_EMBEDDING_DIMS, MOTION_IDLE, PULSE_RE
 from daemon.cppn import CPPN, InputEncoder
 from daemon.errors import TrainingError
 from daemon.guidance import Guide, cutouts
+from daemon.logs import Logger
 from daemon.spec import StyleSpec
 from daemon.style import build_model
 
@@ -269,7 +270,27 @@ def lr_factor(step: int, *, warmup: int, total: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-OnStep = Callable[[StepRecord, int], None]
+OnStep = Callable[[StepRecord, int], None]  # (the step just taken, the run's total steps)
+
+
+class StepLogger:
+    """An OnStep that forwards each step to `then` and logs `train.step` every 5 % of the run or every 30 s,
+    with an ETA."""
+
+    def __init__(self, log: Logger, then: OnStep | None, *, trained_guidance: bool, every_s: float = 30.0) -> None:
+        self.log, self.then, self.trained_guidance, self.every_s = log, then, trained_guidance, every_s
+        self.last_logged = time.monotonic()
+
+    def __call__(self, record: StepRecord, total: int) -> None:
+        if self.then:
+            self.then(record, total)
+        now = time.monotonic()
+        if record.step % max(1, total // 20) == 0 or record.step == total or now - self.last_logged > self.every_s:
+            self.last_logged = now
+            rate = record.seconds / max(record.step, 1)
+            self.log.info("train.step", step=record.step, of=total, loss=round(record.loss, 5),
+                          similarity={k: round(v, 4) for k, v in record.similarity.items()},
+                          eta_s=round(rate * (total - record.step), 1), trained_guidance=self.trained_guidance)
 
 
 def optimise(spec: StyleSpec, guide: Guide, timelines: Sequence[FeatureTimeline], *, device: torch.device,
@@ -336,7 +357,7 @@ def _optimise(spec: StyleSpec, guide: Guide, timelines: Sequence[FeatureTimeline
             raise TrainingError(f"loss became {float(loss)} at step {step}", key="training.learning_rate",
                                 hint="lower training.learning_rate")
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # (untyped in torch)
         optimiser.step()
         schedule.step()
         record = StepRecord(step=step + 1, loss=float(loss.detach()), similarity=sims, temporal=coherence,

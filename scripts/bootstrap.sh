@@ -33,7 +33,7 @@ if ! .venv/bin/python -c 'import torch, torchvision' >/dev/null 2>&1; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
 fi
-.venv/bin/pip install -q -e '.[test]'
+.venv/bin/pip install -q -e '.[test,lint]'  # lint: mypy and ruff, which .ci/run runs after the tests
 # tests/test_embeddings.py runs tiny YAMNet/VGGish stand-ins through TensorFlow in a child process; AFX_TEST_TF=0
 # skips this (those tests then skip). tensorflow-cpu (a 275 MB wheel, ~30-70 s) instead of the [tfhub] extra's
 # full tensorflow; tensorflow-hub and tf-keras without dependencies, because tf-keras names `tensorflow` and

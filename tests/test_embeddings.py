@@ -31,6 +31,7 @@ from daemon.audio import embeddings as emb
 from daemon.audio.cache import FeatureCache
 from daemon.audio.decode import decode_audio
 from daemon.audio.features import frame_count, robust_normalise
+from daemon.config import Embeddings
 from daemon.errors import AfxError, FeatureError, SpecError, StyleError
 from daemon.pipeline import AudioContext, track_features
 from tests.conftest import synth, write_wav
@@ -304,7 +305,7 @@ def test_real_openl3():
         pytest.skip("openl3 is not installed (its install downloads weights)")
     raw = emb.raw_embedding("openl3", emb.TrackAudio(synth(2.0, seed=3), 22050, "real-openl3-test"))
     assert raw.values.shape[1] == 512 and raw.values.shape[0] >= 10
-    np.testing.assert_allclose(np.diff(raw.times), emb.DEFAULT_OPENL3_HOP_S, atol=1e-6)
+    np.testing.assert_allclose(np.diff(raw.times), Embeddings().openl3_hop_s, atol=1e-6)
 
 
 # ── YAMNet and VGGish through tensorflow_hub (local SavedModels) ─────────────────────────────────────────
@@ -407,10 +408,11 @@ def test_style_trained_on_yamnet_keeps_its_reduction_and_renders_any_track_throu
     other = write_wav(tmp_path / "other.wav", synth(2.0, kind="clicks", seed=5))
     report = render_track(other, style, RenderSettings(width=64, height=36, fps=10, device="cpu"),
                           out_path=tmp_path / "renders" / "other.mp4", ctx=ctx)
-    assert report["features"]["sets"] == ["fft", "yamnet"] and report["style"]["feature_sets"] == ["fft", "yamnet"]
-    used = report["features"]["embeddings"]["yamnet"]
+    assert report.features.sets == ["fft", "yamnet"] and report.style.feature_sets == ["fft", "yamnet"]
+    assert report.features.embeddings is not None
+    used = report.features.embeddings["yamnet"]
     assert used["reduction"]["digest"] == digest and "source" not in used["reduction"]
-    assert report["video"]["frames"] == 20
+    assert report.video.frames == 20
     # the render's columns are the style's mapping, not the default projection
     _, with_style, _ = track_features(other, style.features.sets, fps=10, ctx=ctx, plan=emb.plan_for_style(style))
     _, default, _ = track_features(other, style.features.sets, fps=10, ctx=ctx, plan=emb.EmbeddingPlan(dims=4))

@@ -18,12 +18,11 @@ import subprocess
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import synth
-from tests.test_service_e2e import ServiceUnderTest, report
+from tests.test_service_e2e import ServiceUnderTest, failure, report
 
 pytestmark = pytest.mark.slow
 
@@ -189,16 +188,15 @@ def bad_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceUnderTe
 @pytest.mark.parametrize("where, name, make, rel, words", BAD_INPUT, ids=[b[1] for b in BAD_INPUT])
 def test_each_kind_of_bad_input_gets_a_report_saying_why(bad_run: ServiceUnderTest, where: str, name: str,
                                                          make: Maker, rel: str, words: str) -> None:
-    found = report(bad_run, f"{rel}.error.json")
-    error = found["error"]
-    assert words in error["summary"], error["summary"]
-    assert error["hint"] or "the minimum" in error["summary"], "a report says what to do (or the bound to meet)"
-    assert not error.get("transient"), "bad input is not retried"
+    error = failure(bad_run, f"{rel}.error.json").error
+    assert words in error.summary, error.summary
+    assert error.hint or "the minimum" in error.summary, "a report says what to do (or the bound to meet)"
+    assert not error.transient, "bad input is not retried"
 
 
 def test_the_service_keeps_working_through_all_of_it(bad_run: ServiceUnderTest) -> None:
     assert len(BAD_INPUT) >= 30
-    assert report(bad_run, "fine.wav/good.json")["video"]["frames"] == 15
+    assert report(bad_run, "fine.wav/good.json").video.frames == 15
     bad_run.track("later.wav", seed=5)  # …and a track dropped afterwards is rendered too
     bad_run.wait(lambda: "later.wav/good.mp4" in bad_run.renders(), timeout=90, what="the later track's video")
     status = bad_run.status()
@@ -262,13 +260,13 @@ def test_a_copy_that_stalls_past_settle_time_is_taken_again_and_its_render_repla
     path.write_bytes(whole[: len(whole) // 3])  # the copy stalls after a third
     service.start()
     service.wait(lambda: "slow.wav/good.json" in service.renders(), timeout=90, what="the render of the partial file")
-    assert report(service, "slow.wav/good.json")["video"]["duration_s"] < 1.5
+    assert report(service, "slow.wav/good.json").video.duration_s < 1.5
     with open(path, "ab") as f:  # the copy resumes and completes
         f.write(whole[len(whole) // 3:])
     full_sha = hashlib.sha256(whole).hexdigest()
-    service.wait(lambda: report(service, "slow.wav/good.json")["track"]["sha256"] == full_sha, timeout=90,
+    service.wait(lambda: report(service, "slow.wav/good.json").track.sha256 == full_sha, timeout=90,
                  what="the render of the completed file replacing the truncated one")
-    assert report(service, "slow.wav/good.json")["video"]["duration_s"] == pytest.approx(3.0, abs=0.15)
+    assert report(service, "slow.wav/good.json").video.duration_s == pytest.approx(3.0, abs=0.15)
     assert not service.partials()
     assert service.stop()[0] == 0
 
@@ -302,8 +300,8 @@ def test_sigkill_at_random_moments_loses_nothing_and_leaves_no_partial_file(serv
     expected = sorted(f"t{i}.wav/{s}.{e}" for i in range(2) for s in ("good", "fresh") for e in ("json", "mp4"))
     assert service.renders() == expected, f"kills at {moments} s"
     for rel in expected[::2]:  # each report describes the video at its path
-        found: dict[str, Any] = report(service, rel)
-        assert Path(found["video"]["path"]).stat().st_size == found["video"]["bytes"]
+        found = report(service, rel)
+        assert Path(found.video.path).stat().st_size == found.video.bytes
     assert not [j for j in service.jobs() if j["state"] == "failed"]
     assert service.stop()[0] == 0
     plain = [line for line in service.log.read_text(errors="replace").splitlines()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from daemon.audio.cache import FeatureCache, cache_key
-from daemon.audio.decode import AudioLimits, decode_audio
+from daemon.audio.decode import decode_audio
+from daemon.config import Limits
 from daemon.audio.features import extract_features, frame_count
 from tests.conftest import SR, synth
 
@@ -65,7 +66,7 @@ def test_decoding_scales_samples_above_full_scale(make_wav):
 
 def test_cache_hits_by_content_and_settings(tmp_path, make_wav):
     path = make_wav("a.wav", 2.0)
-    track, samples = decode_audio(path, limits=AudioLimits())
+    track, samples = decode_audio(path, limits=Limits())
     cache = FeatureCache(tmp_path / "cache")
     calls = []
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import stat
 from pathlib import Path
 
@@ -10,19 +9,14 @@ import pytest
 
 from daemon.cli import main
 from daemon.encode import probe
+from daemon.report import Report
 
-REPORT_KEYS = {
-    "track": {"path", "sha256", "duration_s", "sample_rate"},
-    "style": {"name", "id", "trained", "clip_model", "pretrained"},
-    "video": {"path", "width", "height", "fps", "frames", "duration_s", "bytes"},
-    "timing": {"features_s", "render_s", "total_s", "realtime_factor"},
-    "metrics": {"temporal_ssim_mean", "temporal_ssim_min", "motion_energy", "onset_alignment", "loud_quiet_contrast",
-                "onset_correlation"},
-}
+METRICS = {"temporal_ssim_mean", "temporal_ssim_min", "motion_energy", "onset_alignment", "loud_quiet_contrast",
+           "onset_correlation"}
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> tuple[Path, dict, Path]:
+def rendered(tmp_path_factory) -> tuple[Path, Report, Path]:
     from tests.conftest import synth, write_wav
 
     root = tmp_path_factory.mktemp("render")
@@ -30,7 +24,7 @@ def rendered(tmp_path_factory) -> tuple[Path, dict, Path]:
     out = root / "out" / "video.mp4"
     code = main(["render", str(audio), "--style", "random:5", "--size", "64x36", "--fps", "24", "-o", str(out)])
     assert code == 0
-    return out, json.loads(out.with_suffix(".json").read_text()), audio
+    return out, Report.load(out.with_suffix(".json")), audio
 
 
 def test_video_has_audio_and_matches_the_track_length(rendered):
@@ -50,19 +44,20 @@ def test_video_has_audio_and_matches_the_track_length(rendered):
 
 def test_report_fields(rendered):
     out, report, audio = rendered
-    assert report["schema"] == "afx.report/1" and report["ok"] is True
-    for section, keys in REPORT_KEYS.items():
-        assert keys <= set(report[section]), f"{section} lacks {keys - set(report[section])}"
-    assert report["track"]["path"] == str(audio) and report["track"]["duration_s"] == pytest.approx(3.0, abs=1e-3)
-    assert report["video"]["frames"] == 72 and report["video"]["fps"] == 24
-    assert report["video"]["bytes"] == out.stat().st_size
-    assert report["style"]["trained"] is False and report["style"]["id"].startswith("random-5-")
-    assert report["timing"]["realtime_factor"] == pytest.approx(3.0 / report["timing"]["total_s"], rel=0.01)
-    m = report["metrics"]
+    assert report.schema == "afx.report/1" and report.ok is True and report.job is None
+    assert METRICS <= set(report.metrics), f"metrics lack {METRICS - set(report.metrics)}"
+    assert report.track.path == str(audio) and report.track.duration_s == pytest.approx(3.0, abs=1e-3)
+    assert report.video.frames == 72 and report.video.fps == 24 and (report.video.width, report.video.height) == (64, 36)
+    assert report.video.bytes == out.stat().st_size and report.video.path == str(out)
+    assert report.style.trained is False and report.style.id.startswith("random-5-")
+    assert report.timing.realtime_factor == pytest.approx(3.0 / report.timing.total_s, rel=0.01)
+    m = report.metrics
+    assert isinstance(m["temporal_ssim_min"], float) and isinstance(m["temporal_ssim_mean"], float)
     assert 0.0 < m["temporal_ssim_min"] <= m["temporal_ssim_mean"] <= 1.0
-    assert -1.0 <= m["onset_correlation"] <= 1.0
-    assert m["motion_energy"] > 0 and 0.0 <= m["onset_alignment"] <= 1.0
-    assert report["device"] == "cpu" and {"afx", "torch", "ffmpeg"} <= set(report["versions"])
+    assert isinstance(m["onset_correlation"], float) and -1.0 <= m["onset_correlation"] <= 1.0
+    assert isinstance(m["motion_energy"], float) and m["motion_energy"] > 0
+    assert isinstance(m["onset_alignment"], float) and 0.0 <= m["onset_alignment"] <= 1.0
+    assert report.device == "cpu" and {"afx", "torch", "ffmpeg"} <= set(report.versions)
     assert not list(out.parent.glob(".*partial*")), "scratch files must be gone"
     # whoever may read the video may read its report (mkstemp alone makes it 0600)
     assert stat.S_IMODE(out.with_suffix(".json").stat().st_mode) == stat.S_IMODE(out.stat().st_mode)

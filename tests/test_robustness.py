@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.audio.decode import AudioLimits, check_track, decode_audio
+from daemon.audio.decode import check_track, decode_audio
 from daemon.cli import main
-from daemon.config import ServiceConfig
+from daemon.config import Limits, ServiceConfig
 from daemon.encode import informative_line
 from daemon.errors import (AfxError, AudioError, EncodeError, JobCrashed, JobTimeout, LedgerError, RenderError,
                            StorageError, TrackRemoved, storage_errors)
@@ -109,9 +109,9 @@ def test_size_and_duration_limits_refuse_before_any_byte_is_hashed_or_decoded(tm
     long = write_wav(tmp_path / "long.wav", synth(12.0, kind="tone"))
     monkeypatch.setattr(decode, "file_sha256", lambda p: pytest.fail("hashed before the checks"))
     with pytest.raises(AudioError, match="above the maximum of 5 s"):
-        decode_audio(long, limits=AudioLimits(max_duration_s=5.0))
+        decode_audio(long, limits=Limits(max_duration_s=5.0))
     with pytest.raises(AudioError) as caught:
-        check_track(long, AudioLimits(max_file_bytes=1000))
+        check_track(long, Limits(max_file_mb=1000 / 2**20))
     assert "raise limits.max_file_mb in afx.toml" in caught.value.user_line()  # a key afx.toml accepts
 
 
@@ -121,7 +121,7 @@ def test_a_decode_stops_at_the_limit_when_the_container_states_no_duration(tmp_p
     long = write_wav(tmp_path / "long.wav", synth(30.0, kind="tone"))
     monkeypatch.setattr(decode, "stated_duration", lambda p: decode.StatedDuration(seconds=None, estimated=False))
     with pytest.raises(AudioError) as caught:
-        decode_audio(long, limits=AudioLimits(max_duration_s=4.0))
+        decode_audio(long, limits=Limits(max_duration_s=4.0))
     assert "track is 5 s long" in caught.value.message  # stopped one second past the limit, not at 30 s
 
 
@@ -377,7 +377,7 @@ def test_hashing_runs_off_the_loop_and_a_huge_file_is_refused_unhashed(tmp_path:
     woken = threading.Event()
     planner = Planner(ledger=ledger, catalog=catalog, library=Library(tmp_path / "library"),
                       renders=tmp_path / "renders", default_styles=(), hash_file=slow_hash,
-                      limits=AudioLimits(max_file_bytes=2 * 1024 * 1024), on_checked=woken.set)
+                      limits=Limits(max_file_mb=2.0), on_checked=woken.set)
     scan = SettleTracker(settle_s=0.0).scan(inbox)
     started = time.monotonic()
     plan = planner.plan(scan)

@@ -32,6 +32,7 @@ import daemon.pipeline
 from daemon.library import Library
 from daemon.audio.decode import file_sha256
 from daemon.naming import STORE, store_video, track_folder, video_path
+from daemon.report import FailureReport, Report
 from daemon.service.ledger import render_key
 from daemon.spec import load_specs
 from daemon.style import random_style
@@ -233,8 +234,12 @@ def service(tmp_path: Path) -> Iterator[ServiceUnderTest]:
     svc.cleanup()
 
 
-def report(svc: ServiceUnderTest, rel: str) -> dict[str, Any]:
-    return json.loads((svc.root / "renders" / rel).read_text())
+def report(svc: ServiceUnderTest, rel: str) -> Report:
+    return Report.load(svc.root / "renders" / rel)
+
+
+def failure(svc: ServiceUnderTest, rel: str) -> FailureReport:
+    return FailureReport.load(svc.root / "renders" / rel)
 
 
 def all_done(svc: ServiceUnderTest, count: int) -> Callable[[], bool]:
@@ -260,8 +265,8 @@ def test_three_tracks_and_two_specs_give_six_videos_exactly_once(service: Servic
     assert service.renders() == expected
     for rel in [e for e in expected if e.endswith(".json")]:
         r = report(service, rel)
-        assert r["ok"] and r["video"]["frames"] == 15 and r["video"]["width"] == 64
-        assert r["style"]["trained"] is True and r["job"]["by"] == "afx run"
+        assert r.ok and r.video.frames == 15 and r.video.width == 64
+        assert r.style.trained is True and r.job is not None and r.job.by == "afx run"
     done = service.events("job.done")
     assert sorted(e["kind"] for e in done) == ["render"] * 6 + ["train"] * 2
     assert len({e["job"] for e in done}) == 8
@@ -326,12 +331,13 @@ def test_a_corrupt_file_gets_a_failure_report_and_the_rest_completes(service: Se
 
     files = service.renders()
     assert "good.wav/neon.mp4" in files and "corrupt.wav/neon.mp4" not in files
-    failure = report(service, "corrupt.wav/neon.error.json")
-    assert failure["ok"] is False and failure["stage"] == "render"
-    assert failure["error"]["type"] == "AudioError" and failure["error"]["transient"] is False
-    assert failure["track"].endswith("corrupt.wav") and failure["job"]["state"] == "bad_input"
-    refused = report(service, "_inbox/escape.wav.error.json")
-    assert "leads out of the watched folder" in refused["error"]["message"]
+    corrupt = failure(service, "corrupt.wav/neon.error.json")
+    assert corrupt.ok is False and corrupt.stage == "render"
+    assert corrupt.error.type == "AudioError" and corrupt.error.transient is False
+    assert corrupt.track is not None and corrupt.track.endswith("corrupt.wav")
+    assert corrupt.job is not None and corrupt.job.state == "bad_input"
+    refused = failure(service, "_inbox/escape.wav.error.json")
+    assert "leads out of the watched folder" in refused.error.message
 
     status = service.status()
     assert status["totals"]["bad_input"] == 1 and status["totals"]["done"] == 1
@@ -455,9 +461,9 @@ def test_a_spec_with_a_syntax_error_is_reported_and_its_previous_version_keeps_s
     spec.write_text(spec.read_text() + "\n[[[ a syntax error\n")
     error_report = service.root / "renders" / "_specs" / "neon.toml.error.json"
     service.wait(error_report.is_file, timeout=30, what="the spec's error report")
-    failure = json.loads(error_report.read_text())
-    assert failure["error"]["type"] == "SpecError" and "not valid TOML" in failure["error"]["message"]
-    assert failure["still_serving"] == [good_id]
+    broken = FailureReport.load(error_report)
+    assert broken.error.type == "SpecError" and "not valid TOML" in broken.error.message
+    assert broken.still_serving == [good_id]
     service.wait(lambda: service.status()["problems"], timeout=20, what="status to show the problem")
     assert "neon.toml" in service.status()["problems"][0]["source"]
 
@@ -479,13 +485,13 @@ def published(svc: ServiceUnderTest, track: str, style: str) -> Path:
     return video_path(svc.root / "renders", track_folder(PurePosixPath(track)), style)
 
 
-def assert_current(svc: ServiceUnderTest, track: str, style: str) -> dict[str, Any]:
+def assert_current(svc: ServiceUnderTest, track: str, style: str) -> Report:
     """The pair's video and report exist, and the report describes the file now at the track's path."""
     video = published(svc, track, style)
-    r = json.loads(video.with_suffix(".json").read_text())
-    assert r["track"]["path"] == str(svc.root / "inbox" / track) and r["video"]["path"] == str(video)
-    assert r["track"]["sha256"] == file_sha256(svc.root / "inbox" / track), f"{video} is stale"
-    assert video.is_file() and r["video"]["bytes"] == video.stat().st_size
+    r = Report.load(video.with_suffix(".json"))
+    assert r.track.path == str(svc.root / "inbox" / track) and r.video.path == str(video)
+    assert r.track.sha256 == file_sha256(svc.root / "inbox" / track), f"{video} is stale"
+    assert video.is_file() and r.video.bytes == video.stat().st_size and r.published is not None
     return r
 
 
@@ -525,7 +531,7 @@ def test_reverts_publish_the_current_version_again_without_rendering_it_again(se
     def shows(sha: str, style_id: str) -> Callable[[], bool]:
         stored = store_video(service.root / "renders", render_key(sha, style_id, settings))
         return lambda: (video.is_file() and stored.is_file() and video.stat().st_ino == stored.stat().st_ino
-                        and json.loads(video.with_suffix(".json").read_text())["track"]["sha256"] == sha)
+                        and Report.load(video.with_suffix(".json")).track.sha256 == sha)
 
     service.track("song.wav", seed=2)  # content B
     content_b = file_sha256(song)
@@ -546,7 +552,7 @@ def test_reverts_publish_the_current_version_again_without_rendering_it_again(se
     intruder.write_text('name = "neon"\n' + SPEC.format(prompt="intruder", width=64, height=36, fps=10))
     error = service.root / "renders" / "_specs" / "aaa.toml.error.json"
     service.wait(error.is_file, timeout=30, what="the intruder's error report")
-    assert "already belongs to" in json.loads(error.read_text())["error"]["message"]
+    assert "already belongs to" in FailureReport.load(error).error.message
     time.sleep(2.5)  # a rescan later: still nothing of it
     assert service.states("train") == [] and shows(content_a, v1)()
     intruder.unlink()

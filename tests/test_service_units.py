@@ -3,8 +3,8 @@ sd_notify, progress callbacks. Real files, real SQLite, real sockets; no subproc
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -19,8 +19,12 @@ from daemon.service.executor import JobControl, JobStopped
 from daemon.service.ledger import Ledger, NewJob, render_key, train_key
 from daemon.service.notify import Notifier
 from daemon.naming import store_video
-from daemon.service.planner import Plan, Planner, ProblemBook, Publication, SpecCatalog, glob_matches
-from daemon.service.watch import SettleTracker, is_ignored
+from daemon.report import Report
+from daemon.service.planner import Plan, Planner, ProblemBook, Publication, SpecCatalog
+from daemon.service.watch import SettleTracker
+from daemon.tracks import glob_matches, is_ignored
+
+REPORT_EXAMPLE = Path(__file__).parent / "data" / "reports" / "render.json"
 
 SPEC = """prompts = ["{prompt}"]
 {extra}
@@ -460,12 +464,13 @@ def test_failure_policy_retries_transient_errors_with_backoff_then_gives_up(tmp_
         attempt(None)
         assert service.ledger.get(job.key).state == "queued" and not out.exists()
         assert "missing from the store" in report.read_text()
-        stored.with_suffix(".json").write_text('{"track": {"path": "elsewhere"}, "video": {"path": "store"}}')
+        shutil.copy(REPORT_EXAMPLE, stored.with_suffix(".json"))  # a whole report (tests/data), as rendered
         attempt(None)
         assert service.ledger.get(job.key).state == "done" and not report.exists()
         assert out.read_bytes() == b"video" and out.stat().st_ino == stored.stat().st_ino  # a hard link
-        published = json.loads(out.with_suffix(".json").read_text())
-        assert published["track"]["path"] == str(track) and published["video"]["path"] == str(out)
+        published = Report.load(out.with_suffix(".json"))
+        assert published.track.path == str(track) and published.video.path == str(out)
+        assert published.published is not None and published.track.sha256 == Report.load(REPORT_EXAMPLE).track.sha256
         assert service.ledger.outputs() == {str(out): job.key}
 
         other = service.ledger.claim(owner=service.owner, lease_s=60, ready=lambda j: True)

@@ -22,6 +22,7 @@ from daemon.cli import main
 from daemon.errors import GuidanceError
 from daemon.guidance import load_guide
 from daemon.library import Library
+from daemon.report import Report
 from daemon.spec import load_spec, parse_spec
 from daemon.train import TrainingInterrupted, optimise
 
@@ -175,10 +176,10 @@ def test_trained_style_renders_with_its_training_encoding(tmp_path, monkeypatch,
     audio = make_wav("inbox/song.wav", 1.5)
     capsys.readouterr()
     assert main(["render", str(audio), "--style", "enc"]) == 0  # the style's own 64x36 at 10 fps: no tag
-    report = json.loads((tmp_path / "renders" / "song.wav" / "enc.json").read_text())
-    assert (report["video"]["width"], report["video"]["height"], report["video"]["fps"]) == (64, 36, 10)
-    assert report["style"]["trained"] is True and report["style"]["id"] == spec.style_id
-    assert report["style"]["clip_model"] == "afx-tiny" and report["style"]["trained_guidance"] is False
+    report = Report.load(tmp_path / "renders" / "song.wav" / "enc.json")
+    assert (report.video.width, report.video.height, report.video.fps) == (64, 36, 10)
+    assert report.style.trained is True and report.style.id == spec.style_id
+    assert report.style.clip_model == "afx-tiny" and report.style.trained_guidance is False
 
 
 def test_missing_weights_error_is_clear(tmp_path):
@@ -239,7 +240,8 @@ def test_sweep_trains_every_variant_and_writes_a_comparison(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AFX_CONFIG", raising=False)
     path = spec_file(tmp_path / "specs", "sw", iterations=4)
-    path.write_text(path.read_text() + '[sweep]\n"network.width" = [8, 16]\n"audio.features" = [["fft"], ["fft", "mfcc_chroma"]]\n')
+    path.write_text(path.read_text()
+                    + '[sweep]\n"network.width" = [8, 16]\n"audio.features" = [["fft"], ["fft", "mfcc_chroma"]]\n')
     assert main(["train", str(path), "--offline"]) == 0
     out = tmp_path / "library" / "_sweeps" / "sw"
     table = json.loads((out / "comparison.json").read_text())
@@ -268,7 +270,7 @@ def test_reference_tracks_are_chosen_as_the_service_chooses_them_and_recorded(tm
     """`afx train` and the service both take inbox_references: nested folders too, the spec's `tracks`
     globs respected, hidden files skipped; the style records which tracks (and contents) it sampled."""
     from daemon.audio.decode import file_sha256
-    from daemon.pipeline import inbox_references
+    from daemon.tracks import inbox_references
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AFX_CONFIG", raising=False)

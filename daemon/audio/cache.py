@@ -95,7 +95,7 @@ class FeatureCache:
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".npz")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
+                np.savez(f, **arrays)  # type: ignore[arg-type]  # (numpy's stub: a key could be allow_pickle)
             os.replace(tmp, self.root / f"{key}.npz")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -19,20 +19,12 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
+from daemon.config import Limits  # what input is accepted: afx.toml's [limits]
 from daemon.errors import AudioError
 
 #: analysis sample rate (Hz): enough for the 20 kHz treble band's lower part and cheap to analyse
 ANALYSIS_RATE = 22050
 PROBE_TIMEOUT_S = 30.0  # ffprobe reads headers only; longer means a stuck network mount
-
-
-@dataclass(frozen=True)
-class AudioLimits:
-    """What input the pipeline accepts; the service takes these from afx.toml."""
-
-    min_duration_s: float = 1.0  # shorter tracks are refused
-    max_duration_s: float = 20 * 60.0  # longer tracks are refused
-    max_file_bytes: int = 2 * 1024**3  # larger files are refused before decoding
 
 
 @dataclass(frozen=True)
@@ -87,7 +79,7 @@ def stated_duration(path: Path) -> StatedDuration:
     return StatedDuration(seconds=seconds, estimated="Estimating duration from bitrate" in proc.stderr)
 
 
-def check_track(path: Path, limits: AudioLimits) -> StatedDuration:
+def check_track(path: Path, limits: Limits) -> StatedDuration:
     """The cheap checks, before hashing or decoding: a regular, non-empty file within the size and duration
     limits. Returns the stated duration (for the truncation check after decoding)."""
     _check_file(path, limits)
@@ -99,7 +91,7 @@ def check_track(path: Path, limits: AudioLimits) -> StatedDuration:
 
 
 def decode_audio(path: str | Path, *, sample_rate: int = ANALYSIS_RATE,
-                 limits: AudioLimits = AudioLimits()) -> tuple[Track, np.ndarray]:
+                 limits: Limits = Limits()) -> tuple[Track, np.ndarray]:
     """Decode `path` to mono float32 at `sample_rate`; returns the Track and its samples in [-1, 1]."""
     path = Path(path)
     stated = check_track(path, limits)
@@ -137,7 +129,7 @@ def decode_audio(path: str | Path, *, sample_rate: int = ANALYSIS_RATE,
     return Track(path=path, sha256=sha, duration_s=duration, sample_rate=sample_rate, peak=peak), samples
 
 
-def _check_file(path: Path, limits: AudioLimits) -> None:
+def _check_file(path: Path, limits: Limits) -> None:
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -169,7 +161,7 @@ def _check_complete(path: Path, decoded_s: float, stated: StatedDuration) -> Non
                          hint="copy it again (an interrupted copy?) or re-export it")
 
 
-def _check_duration(path: Path, duration: float, limits: AudioLimits) -> None:
+def _check_duration(path: Path, duration: float, limits: Limits) -> None:
     if duration < limits.min_duration_s:
         raise AudioError(f"track is {duration:.2f} s long, below the minimum of {limits.min_duration_s:g} s",
                          path=path, hint="use a longer track or lower limits.min_duration_s in afx.toml")

@@ -31,27 +31,21 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from daemon.audio.features import DEFAULT_EMBEDDING_DIMS, Analysis, FeatureSet, feature_set, register
+from daemon.audio.features import (DEFAULT_EMBEDDING_DIMS, Analysis, FeatureSet, align_to_frames, feature_set,
+                                   register, register_default_embeddings)
+from daemon.config import Embeddings
 from daemon.errors import EmbeddingUnavailable, FeatureError
 from daemon.logs import get_logger
 
 log = get_logger("afx.embeddings")
 
-HUB_HANDLES = {  # set → (environment variable, default handle: a tfhub.dev URL or a local SavedModel folder)
-    "yamnet": ("AFX_YAMNET_HANDLE", "https://tfhub.dev/google/yamnet/1"),
-    "vggish": ("AFX_VGGISH_HANDLE", "https://tfhub.dev/google/vggish/1"),
-}
-OPENL3_HOP_ENV = "AFX_OPENL3_HOP_S"  # seconds between OpenL3 frames
-DEFAULT_OPENL3_HOP_S = 0.1  # openl3's own default: 10 frames per second
-OPENL3_MODEL = {"content_type": "music", "input_repr": "mel256", "embedding_size": 512}
-TIMEOUT_ENV = "AFX_EMBEDDING_TIMEOUT_S"  # seconds one worker run (all its tracks) may take
-DEFAULT_TIMEOUT_S = 1800.0
+OPENL3_MODEL: dict[str, Any] = {"content_type": "music", "input_repr": "mel256", "embedding_size": 512}
 PROJECTION_SEED = 0  # the random projection's seed, mixed with the set's name: the same everywhere
 MAX_FIT_FRAMES = 10_000  # embedding frames a PCA is fitted on (evenly subsampled beyond)
 STDERR_TAIL_CHARS = 2000
@@ -98,7 +92,7 @@ class Backend:
 def backend(name: str) -> Backend:
     """The backend of an embedding set, with the handles and hop the environment gives now."""
     if name == "openl3":
-        hop = _env_float(OPENL3_HOP_ENV, DEFAULT_OPENL3_HOP_S, lo=0.01, hi=10.0)
+        hop = setting("openl3_hop_s")
         return Backend(name="openl3", kind="openl3", packages=("openl3",), extra="openl3", sample_rate=48000,
                        blocks=(("embedding", OPENL3_MODEL["embedding_size"]),), hop_s=hop, window_s=1.0,
                        description=_DESCRIPTIONS["openl3"])
@@ -118,8 +112,9 @@ EMBEDDING_SETS = ("openl3", "yamnet", "vggish")
 
 
 def hub_handle(name: str) -> str:
-    variable, default = HUB_HANDLES[name]
-    return os.environ.get(variable, "").strip() or default
+    """The set's tensorflow-hub handle: afx.toml's `[embeddings] <name>_handle`, as the environment carries it."""
+    key = f"{name}_handle"
+    return os.environ.get(Embeddings.VARIABLES[key], "").strip() or str(getattr(Embeddings(), key))
 
 
 def is_embedding(name: str) -> bool:
@@ -135,7 +130,11 @@ def missing_packages(name: str) -> list[str]:
     return [p for p in backend(name).packages if importlib.util.find_spec(p) is None]
 
 
-def _env_float(variable: str, default: float, *, lo: float, hi: float) -> float:
+def setting(name: str) -> float:
+    """A numeric `[embeddings]` setting as the environment carries it (config.Embeddings: default, bounds)."""
+    spec = next(f for f in fields(Embeddings) if f.name == name)
+    default: float = getattr(Embeddings(), name)
+    variable, lo, hi = Embeddings.VARIABLES[name], spec.metadata["lo"], spec.metadata["hi"]
     raw = os.environ.get(variable, "").strip()
     if not raw:
         return default
@@ -184,7 +183,8 @@ class Reduction:
         if raw.ndim != 2 or raw.shape[1] != self.input_dims:
             raise FeatureError(f"embedding frames have shape {raw.shape}, the reduction expects "
                                f"[N, {self.input_dims}]", hint="retrain the style: its backend changed")
-        return ((raw - self.mean) * self.scale) @ self.components.T
+        reduced: np.ndarray = ((raw - self.mean) * self.scale) @ self.components.T
+        return reduced
 
     def digest(self) -> str:
         """Hash of the mapping itself (for cache keys): equal digests map every track alike."""
@@ -301,16 +301,6 @@ def reductions_from_files(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarr
 
 # ── frame alignment ──────────────────────────────────────────────────────────────────────────────────────
 
-def align_to_frames(values: np.ndarray, times: np.ndarray, *, n_frames: int, fps: float) -> np.ndarray:
-    """Rows at `times` (seconds) → one row per video frame at i / fps: linear between, held at the ends."""
-    values = np.asarray(values, dtype=np.float64)
-    frame_times = np.arange(n_frames, dtype=np.float64) / fps
-    if values.shape[0] == 0:
-        return np.zeros((n_frames, values.shape[1]))
-    times = np.asarray(times, dtype=np.float64)
-    return np.stack([np.interp(frame_times, times, column) for column in values.T], axis=1)
-
-
 def hub_frame_times(n: int, *, hop_s: float, window_s: float) -> np.ndarray:
     """Centres of frames that start every `hop_s` at 0 and last `window_s` (YAMNet, VGGish)."""
     return np.arange(n, dtype=np.float64) * hop_s + window_s / 2.0
@@ -424,14 +414,15 @@ def run_backend(b: Backend, tracks: Sequence[TrackAudio]) -> list[RawEmbedding |
         except subprocess.TimeoutExpired as e:
             error = EmbeddingUnavailable(f"{b.name}: the embedding worker took longer than {e.timeout:.0f} s and "
                                          "was stopped", key="audio.features",
-                                 hint=f"raise {TIMEOUT_ENV}, or use a GPU for the embedding models")
+                                 hint=f"raise [embeddings] timeout_s in afx.toml ({Embeddings.VARIABLES['timeout_s']}),"
+                                      " or use a GPU for the embedding models")
             return [error for _ in tracks]
         return [_collect(b, job, proc, request_error=folder / "error.json") for job in jobs]
 
 
 def _run_worker(request: Path) -> subprocess.CompletedProcess[str]:
     """`python -m daemon.audio.tf_worker REQUEST` with TensorFlow's GPU memory growth on."""
-    timeout = _env_float(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, lo=1.0, hi=7 * 24 * 3600.0)
+    timeout = setting("timeout_s")
     root = str(Path(__file__).resolve().parents[2])  # the folder holding the daemon package
     env = {**os.environ, "TF_FORCE_GPU_ALLOW_GROWTH": "true",
            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
@@ -474,7 +465,8 @@ def _collect(b: Backend, job: Mapping[str, str], proc: subprocess.CompletedProce
 
 def _handle_hint(b: Backend) -> str:
     if b.kind == "hub":
-        return (f"set {b.name}_handle in afx.toml's [embeddings] table (or {HUB_HANDLES[b.name][0]}) to a tfhub.dev "
+        variable = Embeddings.VARIABLES[f"{b.name}_handle"]
+        return (f"set {b.name}_handle in afx.toml's [embeddings] table (or {variable}) to a tfhub.dev "
                 f"URL or a local SavedModel folder with {b.name}'s signature")
     return b.install_hint()
 
@@ -512,6 +504,20 @@ class TrackEmbeddings:
     cache: Any = None  # a FeatureCache for raw embeddings, or None
     label: str = ""  # the track's file name, for errors
 
+    @property
+    def dims(self) -> int:
+        return self.plan.dims
+
+    def describe(self, sets: Sequence[str]) -> dict[str, Any]:
+        """For timelines and reports: per embedding set, its backend and the reduction applied."""
+        out = {}
+        for s in embedding_sets(sets):
+            b = backend(s)
+            reduction = self.plan.reduction(s).describe() | ({} if s in self.plan.reductions else {"source": "default"})
+            out[s] = {"backend": b.handle or f"openl3 {OPENL3_MODEL['content_type']}/{OPENL3_MODEL['input_repr']}/"
+                      f"{OPENL3_MODEL['embedding_size']}", "hop_s": b.hop_s, "reduction": reduction}
+        return out
+
     def columns(self, name: str, analysis: Analysis) -> np.ndarray:
         """[n_frames, dims] reduced, frame-aligned (not yet normalised) embedding columns."""
         sha = self.sha256 or hashlib.sha256(np.ascontiguousarray(analysis.y, dtype=np.float32).tobytes()
@@ -530,18 +536,6 @@ def plan_for_style(style: Any) -> EmbeddingPlan:
         dims = sum(1 for c in features.columns if c.startswith(f"{s}."))
         break
     return EmbeddingPlan(dims=dims, reductions=dict(features.reduction or {}))
-
-
-def describe_reductions(sets: Sequence[str], embeddings: TrackEmbeddings | None) -> dict[str, Any]:
-    """For timelines and reports: per embedding set, its backend and the reduction applied."""
-    plan = embeddings.plan if embeddings is not None else EmbeddingPlan()
-    out = {}
-    for s in embedding_sets(sets):
-        b = backend(s)
-        out[s] = {"backend": b.handle or f"openl3 {OPENL3_MODEL['content_type']}/{OPENL3_MODEL['input_repr']}/"
-                  f"{OPENL3_MODEL['embedding_size']}", "hop_s": b.hop_s,
-                  "reduction": plan.reduction(s).describe() | ({} if s in plan.reductions else {"source": "default"})}
-    return out
 
 
 def fit_reductions(sets: Sequence[str], tracks: Sequence[TrackAudio], *, dims: int, cache: Any = None,
@@ -570,6 +564,9 @@ def fit_reductions(sets: Sequence[str], tracks: Sequence[TrackAudio], *, dims: i
 def _extract(name: str, analysis: Analysis) -> np.ndarray:
     embeddings = analysis.embeddings if analysis.embeddings is not None else TrackEmbeddings()
     return embeddings.columns(name, analysis)
+
+
+register_default_embeddings(TrackEmbeddings)
 
 
 _DESCRIPTIONS = {

@@ -19,7 +19,7 @@ import functools
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import bottleneck
 import librosa
@@ -59,12 +59,11 @@ def frame_count(duration_s: float, fps: float) -> int:
 class Analysis:
     """What extractors share for one track: samples, frame times, and lazily computed spectra."""
 
-    def __init__(self, y: np.ndarray, *, sr: int, fps: float, embeddings: Any = None) -> None:
+    def __init__(self, y: np.ndarray, *, sr: int, fps: float, embeddings: EmbeddingSource | None = None) -> None:
         self.y = y
         self.sr = sr
         self.fps = fps
-        # daemon.audio.embeddings.TrackEmbeddings (or None: the default plan): how embedding sets are computed
-        self.embeddings = embeddings
+        self.embeddings = embeddings  # how embedding sets are computed (None: the default plan, no cache)
         self.duration_s = y.size / sr
         self.n_frames = frame_count(self.duration_s, fps)
         self.frame_times = np.arange(self.n_frames, dtype=np.float64) / fps
@@ -72,7 +71,8 @@ class Analysis:
     @functools.cached_property
     def power(self) -> np.ndarray:
         """|STFT|² [freq, spectral frames]."""
-        return np.abs(librosa.stft(self.y, n_fft=N_FFT, hop_length=HOP, center=True)) ** 2
+        power: np.ndarray = np.abs(librosa.stft(self.y, n_fft=N_FFT, hop_length=HOP, center=True)) ** 2
+        return power
 
     @functools.cached_property
     def freqs(self) -> np.ndarray:
@@ -85,20 +85,23 @@ class Analysis:
 
     @functools.cached_property
     def mel_db(self) -> np.ndarray:
-        return librosa.power_to_db(self.mel_power, ref=1.0, amin=AMIN, top_db=TOP_DB)
+        db: np.ndarray = librosa.power_to_db(self.mel_power, ref=1.0, amin=AMIN, top_db=TOP_DB)
+        return db
 
     @functools.cached_property
     def onset(self) -> np.ndarray:
         """Onset strength (spectral flux of the log-mel spectrogram) per spectral frame, zero where there is
         no signal (the log spectrum of near-silence is all noise) and weighted by the track-relative level."""
         flux = librosa.onset.onset_strength(S=self.mel_db, sr=self.sr, hop_length=HOP)
-        return flux * self.presence * self.level
+        onset: np.ndarray = flux * self.presence * self.level
+        return onset
 
     @functools.cached_property
     def rms_db(self) -> np.ndarray:
         """Frame RMS in dB re full scale, per spectral frame (absolute: a gain shifts it)."""
         rms = librosa.feature.rms(y=self.y, frame_length=N_FFT, hop_length=HOP, center=True)[0]
-        return 20.0 * np.log10(np.maximum(rms, 1e-10))[: self.power.shape[1]]
+        db: np.ndarray = 20.0 * np.log10(np.maximum(rms, 1e-10))[: self.power.shape[1]]
+        return db
 
     @functools.cached_property
     def presence(self) -> np.ndarray:
@@ -118,7 +121,8 @@ class Analysis:
         harmonic = median_filter(magnitude, HPSS_KERNEL[0], axis=1) ** 2
         percussive = median_filter(magnitude, HPSS_KERNEL[1], axis=0) ** 2
         total = harmonic + percussive
-        return np.divide(percussive, total, out=np.full_like(total, 0.5), where=total > 0)
+        share: np.ndarray = np.divide(percussive, total, out=np.full_like(total, 0.5), where=total > 0)
+        return share
 
     @functools.cached_property
     def harmonic_power(self) -> np.ndarray:
@@ -129,15 +133,39 @@ class Analysis:
         below = np.minimum(position.astype(int), N_MELS - 2)
         weight = (position - below)[:, None].astype(np.float32)
         share = 1.0 - self.percussive_mask
-        return self.power * (share[below] * (1.0 - weight) + share[below + 1] * weight)
+        power: np.ndarray = self.power * (share[below] * (1.0 - weight) + share[below + 1] * weight)
+        return power
 
     def to_frames(self, per_spectral_frame: np.ndarray) -> np.ndarray:
         """Resample rows of [spectral frames, F] (or [spectral frames]) onto the video frame times."""
         values = np.asarray(per_spectral_frame, dtype=np.float64)
         times = librosa.frames_to_time(np.arange(values.shape[0]), sr=self.sr, hop_length=HOP)
-        if values.ndim == 1:
-            return np.interp(self.frame_times, times, values)
-        return np.stack([np.interp(self.frame_times, times, col) for col in values.T], axis=1)
+        return align_to_frames(values, times, n_frames=self.n_frames, fps=self.fps)
+
+
+def align_to_frames(values: np.ndarray, times: np.ndarray, *, n_frames: int, fps: float) -> np.ndarray:
+    """Rows at `times` (seconds) → one row per video frame, frame i at i / fps: linear between, held at the
+    ends; [N] stays 1-D. The one frame-time rule of every feature set (spectral frames, embedding hops)."""
+    values = np.asarray(values, dtype=np.float64)
+    frame_times = np.arange(n_frames, dtype=np.float64) / fps
+    if values.shape[0] == 0:
+        return np.zeros((n_frames, *values.shape[1:]))
+    times = np.asarray(times, dtype=np.float64)
+    if values.ndim == 1:
+        return np.asarray(np.interp(frame_times, times, values))
+    return np.stack([np.interp(frame_times, times, column) for column in values.T], axis=1)
+
+
+class EmbeddingSource(Protocol):
+    """How one track's embedding sets are computed and reduced (`daemon.audio.embeddings.TrackEmbeddings`):
+    this module knows only this shape, and never imports the embeddings module."""
+
+    @property
+    def dims(self) -> int: ...  # columns each embedding set is reduced to
+
+    def columns(self, name: str, analysis: Analysis) -> np.ndarray: ...  # [n_frames, dims], not normalised
+
+    def describe(self, sets: Sequence[str]) -> dict[str, Any]: ...  # per embedding set, for reports
 
 
 @dataclass(frozen=True)
@@ -188,9 +216,23 @@ class FeatureTimeline:
 _REGISTRY: dict[str, FeatureSet] = {}
 
 
+_DEFAULT_EMBEDDINGS: list[Callable[[], EmbeddingSource]] = []  # set by daemon.audio.embeddings on import
+
+
 def register(feature_set: FeatureSet) -> FeatureSet:
     _REGISTRY[feature_set.name] = feature_set
     return feature_set
+
+
+def register_default_embeddings(factory: Callable[[], EmbeddingSource]) -> None:
+    """What computes embedding sets when a caller gives no EmbeddingSource (the default plan, no cache)."""
+    _DEFAULT_EMBEDDINGS[:] = [factory]
+
+
+def _default_embeddings() -> EmbeddingSource:
+    if not _DEFAULT_EMBEDDINGS:
+        raise FeatureError("no embedding backend is registered", hint="import daemon.audio (it registers them)")
+    return _DEFAULT_EMBEDDINGS[0]()
 
 
 def feature_set(name: str) -> FeatureSet:
@@ -224,7 +266,7 @@ def raw_column_mask(sets: Sequence[str], *, embedding_dims: int = DEFAULT_EMBEDD
 
 
 def extract_features(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str],
-                     embeddings: Any = None, keep_raw: bool = False) -> FeatureTimeline:
+                     embeddings: EmbeddingSource | None = None, keep_raw: bool = False) -> FeatureTimeline:
     """Compute and condition the requested feature sets for one track.
 
     `embeddings` (daemon.audio.embeddings.TrackEmbeddings) says how embedding sets are computed and reduced
@@ -239,10 +281,12 @@ def extract_features(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str],
         return _extract(y, sr=sr, fps=fps, sets=sets, embeddings=embeddings, keep_raw=keep_raw)
 
 
-def _extract(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str], embeddings: Any,
+def _extract(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str], embeddings: EmbeddingSource | None,
              keep_raw: bool) -> FeatureTimeline:
+    if embeddings is None and any(feature_set(s).embedding for s in sets):
+        embeddings = _default_embeddings()
     analysis = Analysis(y, sr=sr, fps=fps, embeddings=embeddings)
-    dims = embeddings.plan.dims if embeddings is not None else DEFAULT_EMBEDDING_DIMS
+    dims = embeddings.dims if embeddings is not None else DEFAULT_EMBEDDING_DIMS
     presence = analysis.to_frames(analysis.presence)
     raw_blocks, blocks, centres, scales = [], [], [], []
     for name in sets:
@@ -264,10 +308,8 @@ def _extract(y: np.ndarray, *, sr: int, fps: float, sets: Sequence[str], embeddi
     onset = analysis.to_frames(analysis.onset)
     onset = onset / onset.max() if onset.max() > 0 else np.zeros_like(onset)
     normalisation: dict[str, object] = {"method": NORMALISATION, "centre": centres, "scale": scales}
-    if any(feature_set(s).embedding for s in sets):
-        from daemon.audio.embeddings import describe_reductions
-
-        normalisation["embeddings"] = describe_reductions(sets, embeddings)
+    if embeddings is not None and any(feature_set(s).embedding for s in sets):
+        normalisation["embeddings"] = embeddings.describe(sets)
     return FeatureTimeline(
         sets=tuple(sets), names=columns_for(sets, embedding_dims=dims), values=values, fps=fps,
         onset=onset.astype(np.float32), normalisation=normalisation, channels=designed_channels(analysis),
@@ -424,7 +466,7 @@ def _beat_envelope(a: Analysis) -> np.ndarray:
     since = a.frame_times - beats[np.clip(idx, 0, None)]
     env = np.exp(-np.maximum(since, 0.0) / BEAT_DECAY_S)
     env[idx < 0] = 0.0
-    return env
+    return np.asarray(env)
 
 
 def _mfcc_chroma(a: Analysis) -> np.ndarray:
@@ -456,6 +498,3 @@ register(FeatureSet(
         f"chroma_{n}" for n in ("C", "Cs", "D", "Ds", "E", "F", "Fs", "G", "Gs", "A", "As", "B"))},
     description="13 MFCCs of the log-mel spectrogram and 12 chroma bins",
 ))
-
-# The learned embeddings (openl3, yamnet, vggish) register themselves; their module needs the names above.
-from daemon.audio import embeddings as _embeddings  # noqa: E402,F401

@@ -43,10 +43,11 @@ class Browser:
 
     def __init__(self, *, width: int = 800, height: int = 600, timeout_s: float = 120.0,
                  executable: str | None = None) -> None:
-        self.executable = executable or find_chromium()
-        if not self.executable:
+        found = executable or find_chromium()
+        if not found:
             raise BrowserError("no Chromium found", hint="install Debian's `chromium` (scripts/bootstrap.sh does) "
                                                          "or set AFX_CHROMIUM to a Chromium or Chrome binary")
+        self.executable = found
         self.size, self.timeout_s = (width, height), timeout_s
         self.next_id, self.buffer, self.session = 0, b"", ""
 
@@ -103,7 +104,8 @@ class Browser:
             if reply.get("id") == self.next_id:
                 if "error" in reply:
                     raise BrowserError(f"Chromium refused {method}: {reply['error'].get('message')}")
-                return reply.get("result", {})
+                result: dict[str, Any] = reply.get("result", {})
+                return result
 
     def _read(self, deadline: float) -> dict[str, Any]:
         while b"\0" not in self.buffer:
@@ -117,7 +119,8 @@ class Browser:
                 raise BrowserError("Chromium exited", stderr_tail=tail)
             self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\0")
-        return json.loads(line)
+        message: dict[str, Any] = json.loads(line)
+        return message
 
     def open(self, url: str, *, ready: str = "document.readyState === 'complete'") -> None:
         """Load `url` and wait until the JavaScript expression `ready` is true."""

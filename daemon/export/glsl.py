@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from daemon.audio.features import CHANNELS
 from daemon.cppn import CPPN, InputChannel
@@ -75,11 +76,11 @@ class PackedWeights:
 
     @property
     def texture_rows(self) -> int:
-        return math.ceil(self.data.shape[0] / TEXTURE_WIDTH)
+        return math.ceil(int(self.data.shape[0]) / TEXTURE_WIDTH)
 
     @property
     def uniform_blocks(self) -> int:
-        return math.ceil(self.data.shape[0] / UNIFORM_BLOCK_VEC4S)
+        return math.ceil(int(self.data.shape[0]) / UNIFORM_BLOCK_VEC4S)
 
     def texture(self) -> np.ndarray:
         """[rows, TEXTURE_WIDTH, 4] float32: the data padded to whole texture rows."""
@@ -90,8 +91,8 @@ class PackedWeights:
 
 def network_layers(model: CPPN) -> list[Layer]:
     """The CPPN as a list of dense layers; the first one on the concatenated [spatial; temporal] input."""
-    def arr(t: object) -> np.ndarray:
-        return t.detach().cpu().float().numpy()  # type: ignore[attr-defined]
+    def arr(t: torch.Tensor) -> np.ndarray:
+        return np.asarray(t.detach().cpu().float().numpy())
 
     config = model.config
     names = [config.activations[i % len(config.activations)] for i in range(config.depth)]
@@ -101,7 +102,7 @@ def network_layers(model: CPPN) -> list[Layer]:
                           "in daemon/export/glsl.py")
     first = np.concatenate([arr(model.spatial_in.weight), arr(model.temporal_in.weight)], axis=1)
     layers = [Layer(first, arr(model.spatial_in.bias), names[0])]
-    layers += [Layer(arr(h.weight), arr(h.bias), name) for h, name in zip(model.hidden, names[1:])]
+    layers += [Layer(arr(h.weight), arr(h.bias), name) for h, name in zip(model.hidden_layers, names[1:])]
     layers.append(Layer(arr(model.rgb.weight), arr(model.rgb.bias), None))
     return layers
 

@@ -33,6 +33,7 @@ from daemon.errors import AudioError, ConfigError, JobCrashed, JobTimeout
 from daemon.library import Library
 from daemon.logs import get_logger
 from daemon.naming import store_video
+from daemon.report import RenderJob
 from daemon.service.ledger import Job
 
 log = get_logger("afx.executor")
@@ -117,15 +118,8 @@ def _field(info: Any, name: str, default: Any = None) -> Any:
 
 # ── the work of each kind ────────────────────────────────────────────────────────────────────────────────
 
-def audio_context(config: ServiceConfig) -> Any:
-    from daemon.audio.cache import FeatureCache
-    from daemon.pipeline import AudioContext
-
-    return AudioContext(limits=config.limits.audio(), cache=FeatureCache(config.path("cache")))
-
-
 def run_render(item: WorkItem, *, device: str, control: JobControl) -> str:
-    from daemon.pipeline import render_track
+    from daemon.pipeline import AudioContext, render_track
     from daemon.render import RenderSettings
 
     job, config = item.job, item.config
@@ -136,14 +130,14 @@ def run_render(item: WorkItem, *, device: str, control: JobControl) -> str:
     settings = RenderSettings(width=int(job.settings["width"]), height=int(job.settings["height"]),
                               fps=int(job.settings["fps"]), device=device)
     out = store_video(config.path("renders"), job.key)  # published by the loop (Service.publish_video)
-    render_track(item.track_path, style, settings, out_path=out, ctx=audio_context(config),
-                 on_progress=control.progress,
-                 extra_report={"job": {"key": job.key, "attempt": job.attempts, "by": "afx run"}})
+    render_track(item.track_path, style, settings, out_path=out, ctx=AudioContext.for_config(config),
+                 on_progress=control.progress, job=RenderJob(key=job.key, attempt=job.attempts))
     return str(out)
 
 
 def run_train(item: WorkItem, *, device: str, control: JobControl) -> str:
     from daemon import pipeline
+    from daemon.pipeline import AudioContext
     from daemon.service.planner import spec_from_dict
 
     job, config = item.job, item.config
@@ -158,7 +152,7 @@ def run_train(item: WorkItem, *, device: str, control: JobControl) -> str:
     control.check()
     # unreadable reference tracks are skipped inside train_style (train.reference_skipped), not here
     style = pipeline.train_style(
-        spec, library=library, ctx=audio_context(config), reference_tracks=list(item.reference_tracks),
+        spec, library=library, ctx=AudioContext.for_config(config), reference_tracks=list(item.reference_tracks),
         device=device, checkpoint_dir=config.path("state") / "checkpoints" / job.style_id,
         models_dir=config.path("models"), allow_download=config.download_models,
         on_step=control.on_step, should_stop=control.should_stop)
@@ -181,7 +175,7 @@ def write_sweep_comparison(item: WorkItem, library: Library) -> None:
         variants = [spec_from_dict(d, limits=config.limits) for d in item.sweep]
         source = variants[0].source
         name = default_name(source) if source is not None else item.job.style_name.split("--")[0]
-        pages = pipeline.sweep_comparison(name, variants, library=library, ctx=audio_context(config),
+        pages = pipeline.sweep_comparison(name, variants, library=library, ctx=pipeline.AudioContext.for_config(config),
                                           fallback=list(item.reference_tracks))
     except AfxError as e:
         log.warning("sweep.comparison_failed", job=item.job.key, error=e.user_line())
@@ -446,7 +440,8 @@ class LocalExecutor:
             if message[0] == "progress":
                 running.done, running.total = message[1], message[2]
             elif message[0] == "outcome":
-                return message[1]
+                outcome: Outcome = message[1]
+                return outcome
 
     def _outcome(self, running: _Process, status: str, error: BaseException | None) -> Outcome:
         return Outcome(key=running.item.job.key, status=status, error=error, output=None,

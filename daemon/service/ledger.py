@@ -414,7 +414,7 @@ class Ledger:
         return None
 
     def renew(self, *, owner: str, keys: Iterable[str], lease_s: float,
-              progress: dict[str, tuple[int, int]] | None = None) -> None:
+              progress: dict[str, tuple[int | None, int | None]] | None = None) -> None:
         """Extend the leases this owner holds, and record progress (done, total) of its running jobs."""
         now = time.time()
         progress = progress or {}

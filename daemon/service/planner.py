@@ -24,46 +24,24 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from daemon.audio.decode import AudioLimits, check_track
+from daemon.audio.decode import check_track
 from daemon.config import Limits
 from daemon.errors import AfxError, AudioError, SpecError
 from daemon.library import Library
 from daemon.logs import get_logger
 from daemon.naming import (INBOX_REPORTS, SPECS_REPORTS, STYLE_REPORTS, error_report_path,  # noqa: F401 — re-exported
-                           problem_report_path, store_video, style_stem, track_folder, video_path)
-from daemon.report import failure_report, write_json_atomic
+                           problem_report_path, store_video, style_stem, track_folder, track_video, video_path)
+from daemon.report import FailureReport, FailureSubject
 from daemon.service.ledger import Ledger, NewJob, render_key, train_key
 from daemon.service.watch import ScanResult, SeenFile, refusal_hint
-from daemon.spec import (StyleSpec, default_name, glob_matches,  # noqa: F401 — glob_matches re-exported
-                         load_specs, parse_spec)
+from daemon.spec import StyleSpec, default_name, load_specs, parse_spec
 from daemon.tables import check_keys, nearest
+from daemon.tracks import glob_matches, is_track
 
 log = get_logger("afx.planner")
 
-#: files in the inbox that travel with music but are not tracks (sidecars, artwork, cue sheets, notes)
-COMPANION_SUFFIXES = frozenset({
-    ".toml", ".json", ".txt", ".md", ".nfo", ".cue", ".log", ".m3u", ".m3u8", ".pls", ".lrc", ".sfv",
-    ".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".pdf", ".ini", ".db", ".url", ".html",
-})
-
-
-def is_track(rel: PurePosixPath) -> bool:
-    return rel.suffix.lower() not in COMPANION_SUFFIXES
-
-
-def render_output(renders: Path, rel: PurePosixPath, style_name: str) -> Path:
-    """The published video of (track, style) — daemon.naming's rule, without a settings tag: the service
-    always renders a style at its own settings."""
-    return video_path(renders, track_folder(rel), style_name)
-
-
 def style_report_path(renders: Path, style_name: str) -> Path:
     return renders / STYLE_REPORTS / f"{style_stem(style_name)}.error.json"
-
-
-def render_settings(spec: StyleSpec) -> dict[str, int]:
-    """What of a spec decides a render's pixels (its [render] table)."""
-    return {"width": spec.render.width, "height": spec.render.height, "fps": spec.render.fps}
 
 
 def spec_from_dict(data: dict[str, Any], *, limits: Limits) -> StyleSpec:
@@ -88,18 +66,18 @@ class ProblemBook:
         self.known: dict[str, tuple[str, str, str | None]] = {
             row["source"]: (row["kind"], row["error_json"], row["report"]) for row in ledger.problems()}
 
-    def sync(self, kind: str, current: dict[str, tuple[BaseException, Path, dict[str, Any]]]) -> None:
+    def sync(self, kind: str, current: dict[str, tuple[BaseException, Path, FailureSubject]]) -> None:
         """Make `kind`'s problems exactly `current` ({source: (error, report path, report fields)})."""
         for source, (error, report_path, fields) in current.items():
-            report = failure_report(error, stage=kind, **fields)
-            signature = json.dumps(report["error"])  # as the ledger stores it: unchanged problems survive restarts
+            report = FailureReport.of(error, stage=kind, **fields)
+            signature = json.dumps(report.error.to_dict())  # as the ledger stores it: unchanged problems survive restarts
             old = self.known.get(source)
             if old is not None and old[1] == signature:
                 continue
-            write_json_atomic(report_path, report)
-            self.ledger.set_problem(source, kind=kind, error=report["error"], report=str(report_path))
+            report.write(report_path)
+            self.ledger.set_problem(source, kind=kind, error=report.error.to_dict(), report=str(report_path))
             self.known[source] = (kind, signature, str(report_path))
-            log.error(f"{kind}.invalid", source=source, error=report["error"].get("summary"),
+            log.error(f"{kind}.invalid", source=source, error=report.error.summary,
                       report=str(report_path))
         for source in [s for s, (k, _, _) in self.known.items() if k == kind and s not in current]:
             self.resolve(source)
@@ -124,7 +102,7 @@ class SpecCatalog:
     problems: ProblemBook
     by_file: dict[str, list[StyleSpec]] = field(default_factory=dict)  # spec path → its styles
     parsed: dict[str, tuple[int, int]] = field(default_factory=dict)  # spec path → (size, mtime) last read
-    errors: dict[str, tuple[BaseException, Path, dict[str, Any]]] = field(default_factory=dict)
+    errors: dict[str, tuple[BaseException, Path, FailureSubject]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Start from the ledger's current versions, so a spec broken while we were down still serves —
@@ -156,16 +134,16 @@ class SpecCatalog:
             self.errors[str(path)] = (
                 SpecError(f"refused: {reason}", path=path, hint=refusal_hint(reason) or None),
                 problem_report_path(self.renders, SPECS_REPORTS, rel.as_posix()),
-                {"style": default_name(path), "extra": {"spec": str(path),
-                                                        "still_serving": [s.style_id for s in self.by_file.get(str(path), [])]}})
+                {"style": default_name(path), "spec": str(path),
+                 "still_serving": [s.style_id for s in self.by_file.get(str(path), [])]})
             self.parsed.pop(str(path), None)
-        for path in [p for p in self.by_file if p not in present]:
-            log.info("spec.removed", spec=path, styles=[s.name for s in self.by_file[path]])
-            del self.by_file[path]
-            self.ledger.remove_spec(path)
-        for path in [p for p in set(self.errors) | set(self.parsed) if p not in present]:
-            self.errors.pop(path, None)
-            self.parsed.pop(path, None)
+        for source in [p for p in self.by_file if p not in present]:
+            log.info("spec.removed", spec=source, styles=[s.name for s in self.by_file[source]])
+            del self.by_file[source]
+            self.ledger.remove_spec(source)
+        for source in [p for p in set(self.errors) | set(self.parsed) if p not in present]:
+            self.errors.pop(source, None)
+            self.parsed.pop(source, None)
         self._check_names(scan.root)
         self.problems.sync("spec", self.errors)
         return {s.style_id for s in self.styles()} != before
@@ -180,8 +158,8 @@ class SpecCatalog:
             specs = load_specs(seen.path, limits=self.limits)
         except Exception as e:  # noqa: BLE001 — any failure of one spec must not stop the others
             serving = [s.style_id for s in self.by_file.get(key, [])]
-            self.errors[key] = (e, report, {"style": default_name(seen.path),
-                                            "extra": {"spec": key, "still_serving": serving}})
+            self.errors[key] = (e, report, {"style": default_name(seen.path), "spec": key,
+                                            "still_serving": serving})
             return
         self.errors.pop(key, None)
         old = {s.style_id for s in self.by_file.get(key, [])}
@@ -204,8 +182,7 @@ class SpecCatalog:
                                       key="name", hint="give this spec another `name` (or file name); its "
                                       "styles are not trained or rendered until then")
                     report = problem_report_path(self.renders, SPECS_REPORTS, _relative(path, root))
-                    self.errors[path] = (error, report, {"style": spec.name, "extra": {"spec": path,
-                                                                                       "owner": owner}})
+                    self.errors[path] = (error, report, {"style": spec.name, "spec": path, "owner": owner})
                     self.by_file[path].remove(spec)
                     self.parsed.pop(path, None)  # read it again next scan: the owner may be gone by then
 
@@ -255,7 +232,7 @@ def read_sidecar(path: Path) -> list[str]:
 class TrackChecks:
     """A new track's cheap checks (stat, size, stated duration), then its hash, in one background thread."""
 
-    def __init__(self, *, limits: AudioLimits, hash_file: Callable[[Path], str], on_done: Callable[[], None]) -> None:
+    def __init__(self, *, limits: Limits, hash_file: Callable[[Path], str], on_done: Callable[[], None]) -> None:
         self.limits = limits
         self.hash_file = hash_file
         self.on_done = on_done  # called from the thread: ask the loop for a rescan
@@ -324,7 +301,7 @@ class Plan:
     outputs: list[Publication] = field(default_factory=list)  # every video that should be published
     tracks: list[PlannedTrack] = field(default_factory=list)  # the settled tracks
     hashing: list[Path] = field(default_factory=list)  # settled tracks still being checked and hashed
-    problems: dict[str, tuple[BaseException, Path, dict[str, Any]]] = field(default_factory=dict)
+    problems: dict[str, tuple[BaseException, Path, FailureSubject]] = field(default_factory=dict)
 
 
 class Planner:
@@ -332,7 +309,7 @@ class Planner:
 
     def __init__(self, *, ledger: Ledger, catalog: SpecCatalog, library: Library, renders: Path,
                  default_styles: tuple[str, ...], hash_file: Callable[[Path], str],
-                 limits: AudioLimits = AudioLimits(), on_checked: Callable[[], None] = lambda: None) -> None:
+                 limits: Limits = Limits(), on_checked: Callable[[], None] = lambda: None) -> None:
         self.ledger = ledger
         self.catalog = catalog
         self.library = library
@@ -364,7 +341,9 @@ class Planner:
             styles = self._assign(track, settled, inbox.pending, plan)
             for spec in styles:
                 plan.jobs.extend(self._jobs_for(track, spec))
-                plan.outputs.append(Publication(video=render_output(self.renders, track.file.rel, spec.name),
+                # no settings tag: the service renders a style at its own settings
+                video = track_video(track.file.path, spec.name, renders=self.renders, inbox=inbox.root)
+                plan.outputs.append(Publication(video=video,
                                                 key=plan.jobs[-1].key, track_path=str(track.file.path),
                                                 style_name=spec.name))
         return plan
@@ -434,7 +413,7 @@ class Planner:
             jobs.append(NewJob(key=train_key(spec.style_id), kind="train", style_id=spec.style_id,
                                style_name=spec.name, settings={},
                                output=str(self.library.folder_for(spec.name, spec.style_id))))
-        settings = render_settings(spec)
+        settings = spec.render.settings()
         key = render_key(track.sha256, spec.style_id, settings)
         jobs.append(NewJob(key=key, kind="render", style_id=spec.style_id, style_name=spec.name,
                            settings=settings, output=str(store_video(self.renders, key)),

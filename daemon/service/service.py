@@ -10,7 +10,6 @@ and its scratch files are removed. systemd is told READY / WATCHDOG / STATUS / S
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import select
 import shutil
@@ -29,7 +28,7 @@ from daemon.errors import (AfxError, AudioError, ConfigError, JobCrashed, Ledger
 from daemon.library import Library
 from daemon.logs import configure_logging, get_logger
 from daemon.naming import error_report_path, report_path, store_video
-from daemon.report import failure_report, now_iso, write_json_atomic
+from daemon.report import FailedJob, FailureReport, published_report, write_json_atomic
 from daemon.service.executor import Executor, Outcome, WorkItem, make_executor, worker_devices
 from daemon.service.ledger import Job, Ledger
 from daemon.service.notify import Notifier
@@ -194,7 +193,7 @@ class Service:
                               problems=self.problems)
         planner = Planner(ledger=self.ledger, catalog=catalog, library=library, renders=config.path("renders"),
                           default_styles=config.default_styles, hash_file=file_sha256,
-                          limits=config.limits.audio(), on_checked=lambda: self.folders.watcher.changed())
+                          limits=config.limits, on_checked=lambda: self.folders.watcher.changed())
         watcher = FolderWatcher([config.path("inbox"), config.path("specs")], polling=config.polling,
                                 rescan_s=config.rescan_s, wake=self.waker.poke)
         inbox = SettleTracker(settle_s=config.settle_s)
@@ -208,10 +207,10 @@ class Service:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as e:
             os.close(fd)
             raise LedgerError("another afx service is running on this state folder", path=path,
-                              hint="stop it first (systemctl stop afx), or give this one another state folder")
+                              hint="stop it first (systemctl stop afx), or give this one another state folder") from e
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
@@ -415,7 +414,7 @@ class Service:
         references: tuple[Path, ...] = ()
         sweep: tuple[dict[str, Any], ...] = ()
         if job.kind == "train":
-            from daemon.pipeline import inbox_references  # as `afx train` chooses them
+            from daemon.tracks import inbox_references  # as `afx train` chooses them
 
             spec = self.folders.catalog.spec(job.style_id)
             references = tuple(inbox_references(spec, self.config.path("inbox"))) if spec is not None else ()
@@ -452,19 +451,13 @@ class Service:
         the owner in the ledger. A kept render that is gone (or whose report is damaged) is queued to
         render again."""
         stored = store_video(self.config.path("renders"), publication.key)
-        try:
-            report = json.loads(report_path(stored).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            report = None
-        if not (isinstance(report, dict) and isinstance(report.get("track"), dict)
-                and isinstance(report.get("video"), dict) and stored.is_file()):
+        report = published_report(report_path(stored), track_path=publication.track_path,
+                                  video_path=publication.video)
+        if report is None or not stored.is_file():
             self.ledger.retry(keys=[publication.key], include_done=True)
             log.warning("render.store_missing", job=publication.key[:16], video=str(publication.video),
                         reason="its kept render is gone; rendering it again")
             return False
-        report["track"]["path"] = publication.track_path
-        report["video"]["path"] = str(publication.video)
-        report["published"] = now_iso()
         atomic_link(stored, publication.video)
         write_json_atomic(report_path(publication.video), report)
         error_report_path(publication.video).unlink(missing_ok=True)
@@ -532,20 +525,20 @@ class Service:
         else:
             state = "failed"
         report_paths = self._report_paths(job)
-        report = failure_report(error, stage=job.kind, track=job.track_path, style=job.style_name, extra={
-            "job": {"key": job.key, "kind": job.kind, "attempts": job.attempts, "state": state,
-                    "retry_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(retry_at)) if retry_at else None,
-                    "style_id": job.style_id, "output": job.output}})
+        report = FailureReport.of(error, stage=job.kind, track=job.track_path, style=job.style_name, job=FailedJob(
+            key=job.key, kind=job.kind, attempts=job.attempts, state=state,
+            retry_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(retry_at)) if retry_at else None,
+            style_id=job.style_id, output=job.output))
         for path in report_paths:
             try:
                 with storage_errors(path, "writing the failure report"):
-                    write_json_atomic(path, report)
+                    report.write(path)
             except (StorageError, OSError) as e:  # a full disk must not lose the job's state: the ledger comes first
                 log.warning("report.unwritable", report=str(path), error=str(e))
         self.ledger.fail(job.key, owner=self.owner, state=state, not_before=retry_at or 0.0,
-                         error={**report["error"], "report": str(report_paths[0]), "time": report["time"]})
+                         error={**report.error.to_dict(), "report": str(report_paths[0]), "time": report.time})
         log.error("job.failed", job=job.key[:16], kind=job.kind, what=job.label(), state=state,
-                  attempt=job.attempts, error=report["error"]["summary"], report=str(report_paths[0]))
+                  attempt=job.attempts, error=report.error.summary, report=str(report_paths[0]))
 
     # ── config reload, heartbeat ─────────────────────────────────────────────────────────────────────────
 

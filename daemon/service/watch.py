@@ -23,16 +23,14 @@ from pathlib import Path, PurePosixPath
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from daemon.logs import get_logger
+from daemon.tracks import is_ignored
 
 log = get_logger("afx.watch")
 
-#: suffixes of files being written by browsers, editors and copy tools
-TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".swp", ".swx", ".crdownload", ".download", "~")
-#: the probe file vim writes to test a folder
-TEMP_NAMES = frozenset({"4913"})
 #: watchdog events that do not change a file (our own reads must not trigger rescans)
 QUIET_EVENTS = frozenset({"opened", "closed_no_write"})
 
@@ -54,15 +52,6 @@ REFUSAL_HINTS = {
 
 def refusal_hint(reason: str) -> str:
     return next((hint for start, hint in REFUSAL_HINTS.items() if reason.startswith(start)), "")
-
-
-def is_ignored(rel: PurePosixPath | str) -> bool:
-    """Hidden, temporary and partial names, at any depth (`.git/…`, `.x.mp3`, `x.part`, `~x`, `4913`)."""
-    parts = PurePosixPath(rel).parts
-    if any(part.startswith(".") for part in parts):
-        return True  # hidden files and folders, .git included
-    name = parts[-1] if parts else ""
-    return name.startswith("~") or name in TEMP_NAMES or name.lower().endswith(TEMP_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -240,7 +229,7 @@ class FolderWatcher:
         self._first_event: float | None = None
         self._last_event = 0.0
         self._last_scan: float | None = None
-        self._observer: Observer | PollingObserver | None = None
+        self._observer: BaseObserver | None = None
         self._scheduled: set[Path] = set()
 
     def start(self) -> None:
