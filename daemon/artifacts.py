@@ -29,14 +29,23 @@ def write_training_artifacts(folder: Path, style: Style, result: TrainingResult,
                              timelines: Sequence[FeatureTimeline]) -> None:
     """training.json (history), curve.png (similarity per prompt over steps), preview.png (three moments)."""
     history = [{"step": r.step, "loss": round(r.loss, 6), "similarity": {k: round(v, 6) for k, v in r.similarity.items()},
-                "temporal": round(r.temporal, 6), "lr": r.lr, "seconds": round(r.seconds, 3)} for r in result.history]
+                "temporal": round(r.temporal, 6), "lr": r.lr, "seconds": round(r.seconds, 3),
+                **({"terms": {k: round(v, 6) for k, v in r.terms.items()}} if r.terms else {})} for r in result.history]
     write_json_atomic(folder / "training.json", {
-        "style": style.name, "id": style.style_id, **style.guidance, **style.training, "history": history})
+        "style": style.name, "id": style.style_id, **style.guidance, **style.training,
+        "palette": style.palette.describe() if style.palette is not None else None, "history": history})
+    steps = [r.step for r in result.history]
     prompts = list(result.history[-1].similarity) if result.history else []
-    plot_curves([r.step for r in result.history], {p: [r.similarity[p] for r in result.history] for p in prompts},
-                folder / "curve.png", title=f"{style.name}: CLIP similarity"
-                + ("" if style.guidance.get("trained_guidance") else " (UNTRAINED guidance model)"),
-                ylabel="cosine similarity")
+    if prompts or not result.history:
+        plot_curves(steps, {p: [r.similarity[p] for r in result.history] for p in prompts}, folder / "curve.png",
+                    title=f"{style.name}: CLIP similarity"
+                    + ("" if style.guidance.get("trained_guidance") else " (UNTRAINED guidance model)"),
+                    ylabel="cosine similarity")
+    else:  # no CLIP: the loss and the weight-free terms
+        terms = sorted({k for r in result.history for k in r.terms})
+        plot_curves(steps, {"loss": [r.loss for r in result.history],
+                            **{k: [r.terms.get(k, float("nan")) for r in result.history] for k in terms}},
+                    folder / "curve.png", title=f"{style.name}: weight-free terms (no CLIP)", ylabel="value")
     preview_image(style, timelines).save(folder / "preview.png")
 
 

@@ -8,7 +8,9 @@ What it measures (each by one small function below):
 - end-to-end `render_track` time (features + render + encode + verify) of a synthesised track, with peak
   RSS (and CUDA peak memory) from fresh child processes, so a short and a long render never share a peak;
 - training steps/s of `daemon.train.optimise` per CLIP model at the spec defaults (untrained weights:
-  the same FLOPs as trained ones, and nothing to download);
+  the same FLOPs as trained ones, and nothing to download), and the whole training of a style without CLIP
+  (`clip_model = "none"`, palette colour mode, contrast term) at the spec defaults: its target is 2 minutes
+  on two CPU cores;
 - feature extraction speed per feature set (× real time, after a warm-up run for numba's JIT);
 - encoder frames/s (VideoWriter → ffmpeg x264 with synthetic frames);
 - the exported shader's frames/s in headless Chromium (software GL, SwiftShader, where there is no GPU),
@@ -48,6 +50,7 @@ from daemon.render import (
     DTYPES, RenderSettings, plan_batches, render_frames, resolve_device, resolve_precision,
 )
 from daemon.report import now_iso, versions, write_json_atomic
+from daemon.spec import TrainingSpec
 from daemon.style import Style, random_style
 
 BENCH_SCHEMA = "afx.bench/1"
@@ -85,6 +88,7 @@ class BenchPlan:
     shader_size: tuple[int, int] = (1280, 720)  # exported shader in headless Chromium (software GL where no GPU)
     shader_width: int = 128  # CPPN width of the shader row (depth 4)
     shader_frames: int = 1  # timed frames per weight storage (a 720p frame takes minutes on SwiftShader)
+    weight_free_steps: int = 0  # steps of the style without CLIP; 0: all of the spec default's iterations
 
 
 QUICK = BenchPlan(
@@ -93,7 +97,7 @@ QUICK = BenchPlan(
     train_steps_cpu=2, train_steps_cuda=3, train_resolution=64, feature_sets=("fft", "mfcc_chroma"),
     feature_seconds=5.0,
     encoder_size=(160, 90), encoder_frames=30,
-    shader_size=(160, 90), shader_width=32, shader_frames=3,
+    shader_size=(160, 90), shader_width=32, shader_frames=3, weight_free_steps=3,
 )
 FULL = BenchPlan(
     name="full", sizes=((640, 360), (1280, 720), (1920, 1080)), widths=(128, 256), budget_s=3.0, rounds=2,
@@ -370,6 +374,8 @@ def training_rows(plan: BenchPlan, device: torch.device) -> Iterator[Row]:
     for model in plan.clip_models:
         yield run_child({"kind": "train", "device": str(device), "clip_model": model, "steps": steps,
                          "resolution": plan.train_resolution, "address_space_gb": cap})
+    yield run_child({"kind": "train", "device": str(device), "clip_model": "none", "steps": plan.weight_free_steps,
+                     "resolution": None, "address_space_gb": cap})
 
 
 def address_space_budget_gb() -> float:
@@ -389,22 +395,38 @@ def child_train(params: dict[str, Any]) -> Row:
     from daemon.spec import parse_spec
     from daemon.train import optimise
 
+    from daemon.spec import NO_CLIP
+    from daemon.train import training_size
+
     device = resolve_device(params["device"])
-    training = {"clip_model": params["clip_model"], "pretrained": "none", "iterations": params["steps"]}
+    no_clip = params["clip_model"] == NO_CLIP
+    training: dict[str, Any] = {"clip_model": params["clip_model"], "pretrained": "none"}
+    if params["steps"]:
+        training["iterations"] = params["steps"]
     if params.get("resolution"):
         training["resolution"] = params["resolution"]
-    spec = parse_spec({"prompts": ["a benchmark"], "training": training}, path=None, name="bench")
-    guide = load_guide(spec.training.clip_model, "none", cache_dir=None, device=device)
+    table: dict[str, Any] = {"prompts": ["a benchmark"], "training": training}
+    if no_clip:  # a weight-free style as the shipped ones are: palette colour mode, palette and contrast terms
+        table.update(prompts=["neon"], network={"color_mode": "palette"})
+        training["contrast_weight"] = 1.0
+    spec = parse_spec(table, path=None, name="bench")
+    guide = None if no_clip else load_guide(spec.training.clip_model, "none", cache_dir=None, device=device)
     ends: list[float] = []
+    started = time.perf_counter()
     with CudaPeak(device) as memory:
         optimise(spec, guide, [], device=device, checkpoint_dir=None,
                  on_step=lambda record, total: ends.append(time.perf_counter()))
     timed = np.diff(ends)
     t = spec.training
+    per_step = float(np.median(timed)) if timed.size else None
     return {"device": device_label(device), "clip_model": params["clip_model"], "steps": len(timed),
             "steps_per_s": round(len(timed) / float(timed.sum()), 4) if timed.size else None,
-            "seconds_per_step": round(float(np.median(timed)), 4) if timed.size else None,
-            "cutouts": t.cutouts, "time_points": t.time_points, "resolution": t.resolution,
+            "seconds_per_step": round(per_step, 4) if per_step is not None else None,
+            "cutouts": 0 if no_clip else t.cutouts, "time_points": t.time_points,
+            "resolution": min(training_size(spec)),
+            **({"iterations": t.iterations, "train_s": round(time.perf_counter() - started, 2),
+                "default_iterations_s": round(per_step * TrainingSpec().iterations, 1) if per_step else None}
+               if no_clip else {}),
             **peak_rss(), "cuda_peak_mb": memory.peak_mb}
 
 
@@ -518,6 +540,10 @@ def target_checks(result: dict[str, Any]) -> list[Row]:
             checks.append(check(f"{row['device']} peak RSS long/short render", row["rss_ratio"], 1.10, above=False))
     for row in result.get("quality", []):
         checks.append(check(f"{row['device']} {row['network']} {row['precision']} PSNR dB", row["psnr_db"], 40.0))
+    for row in result.get("training", []):
+        if row.get("clip_model") == "none" and row.get("device") == "cpu" and row.get("default_iterations_s"):
+            checks.append(check("cpu style without CLIP: seconds to train at the defaults",
+                                row["default_iterations_s"], 120.0, above=False))
     return checks
 
 
@@ -643,6 +669,11 @@ def describe_row(section: str, row: Row) -> str:
         return (f"end-to-end  {row['device']:<7} {row['size']:>9} {row['track_s']:g} s track: {row['total_s']:.1f} s "
                 f"({row['x_realtime']:.2f}x rt; features {row['features_s']:.1f} s, render+encode "
                 f"{row['render_s']:.1f} s), peak RSS {row['peak_rss_mb']:.0f} MB")
+    if section == "training" and row.get("clip_model") == "none":
+        return (f"training    {row['device']:<7} {'no CLIP':>9}  {row['steps_per_s']} steps/s at {row['resolution']} px "
+                f"({row['time_points']} time points): {row['iterations']} steps in {row['train_s']:.1f} s, "
+                f"the default {TrainingSpec().iterations} in ~{row['default_iterations_s']} s, "
+                f"peak RSS {row['peak_rss_mb']:.0f} MB")
     if section == "training":
         return (f"training    {row['device']:<7} {row['clip_model']:>9}  {row['steps_per_s']} steps/s "
                 f"({row['cutouts']} cutouts x {row['time_points']} time points), peak RSS {row['peak_rss_mb']:.0f} MB")

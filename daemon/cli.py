@@ -235,9 +235,14 @@ def _train_one(spec: Any, config: ServiceConfig, *, library: Any, inbox: list[Pa
     finally:
         bar_close()
     t = style.training
-    warn = "" if style.guidance.get("trained_guidance") else " [UNTRAINED guidance model: similarity is meaningless]"
-    print(f"trained {style.name} (id {style.style_id}) with {style.guidance['clip_model']}: similarity "
-          f"{t['mean_similarity']}, {t['seconds']} s, {t['audio_source']} → {style.folder}{warn}")
+    no_clip = style.guidance.get("clip_model") == "none"
+    warn = "" if style.guidance.get("trained_guidance") or no_clip else \
+        " [UNTRAINED guidance model: similarity is meaningless]"
+    score = "no CLIP" if no_clip else f"similarity {t['mean_similarity']}"
+    match = (t.get("metrics") or {}).get("palette_match")
+    score += "" if match is None else f", palette match {match:.0%}"
+    print(f"trained {style.name} (id {style.style_id}) with {style.guidance['clip_model']}: {score}, "
+          f"{t['seconds']} s, {t['audio_source']} → {style.folder}{warn}")
     for warning in t.get("warnings", []):
         print(f"afx: warning: {warning}", file=sys.stderr)
 

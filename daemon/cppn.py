@@ -40,8 +40,19 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 assert tuple(ACTIVATIONS) == ACTIVATION_NAMES, "an activation needs its name in cppn_config.ACTIVATION_NAMES too"
 
 SPATIAL_INPUTS = ("x", "y", "r")
+GRADIENT_BLEND = 0.04  # palette colour mode: width (in gradient position 0..1) of the ramp between two colours
 TIME_INPUTS = ("t",)
 CHANNEL_INPUTS = ("pulse", "motion_sin", "motion_cos")  # after the features, when `channels` is on
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """The palette colour mode's lookup: colours in order and the gradient positions where one gives way to
+    the next (a colour's band is as wide as its palette weight)."""
+
+    colors: tuple[tuple[float, float, float], ...]  # sRGB in [0, 1]
+    edges: tuple[float, ...]  # len(colors) - 1 increasing positions in (0, 1)
+    blend: float = GRADIENT_BLEND
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,7 @@ class InputChannel:
     name: str  # a GLSL/Python identifier: "x", "r", "t", "f3"
     per: str  # "pixel" (the first layer's spatial half) or "frame" (its time/audio half)
     formula: str
+    fed: bool = True  # False: a step of a later channel's formula (the fold's angle), not a network input
 
 
 class InputEncoder:
@@ -84,8 +96,7 @@ class InputEncoder:
         s, c = self.config, f"(2.0 * {float(self.config.coord_scale)!r} / min(width, height))"
         phase = f"channels[1] * {float(s.motion_speed)!r}"
         return (
-            InputChannel("x", "pixel", f"(px + 0.5 - width / 2.0) * {c}"),
-            InputChannel("y", "pixel", f"(py + 0.5 - height / 2.0) * {c}"),
+            *self._coordinate_channels(c),
             InputChannel("r", "pixel", "sqrt(x * x + y * y)"),
             InputChannel("t", "frame", f"(position * 2.0 - 1.0) * {float(s.time_scale)!r}"),
             *(InputChannel(f"f{i}", "frame", f"features[{i}] * {float(s.feature_scale)!r}")
@@ -95,14 +106,41 @@ class InputEncoder:
                InputChannel("motion_cos", "frame", f"cos({phase}) * {float(s.motion)!r}")) if s.channels else ()),
         )
 
+    def _coordinate_channels(self, c: str) -> tuple[InputChannel, ...]:
+        """x and y: mirrored (|x|, |y|) as `mirror` says, then folded into a kaleidoscope wedge with `fold`."""
+        fold, mirror = self.config.fold, self.config.mirror
+        x = f"(px + 0.5 - width / 2.0) * {c}"
+        y = f"(py + 0.5 - height / 2.0) * {c}"
+        x, y = (f"abs({x})" if "x" in mirror else x), (f"abs({y})" if "y" in mirror else y)
+        if not fold:
+            return InputChannel("x", "pixel", x), InputChannel("y", "pixel", y)
+        wedge, half = 2.0 * math.pi / fold, math.pi / fold
+        return (
+            InputChannel("x0", "pixel", x, fed=False),
+            InputChannel("y0", "pixel", y, fed=False),
+            InputChannel("angle", "pixel", "atan(y0, x0)", fed=False),
+            InputChannel("folded", "pixel", f"abs(angle - {wedge!r} * floor(angle / {wedge!r}) - {half!r})",
+                         fed=False),
+            InputChannel("x", "pixel", "sqrt(x0 * x0 + y0 * y0) * cos(folded)"),
+            InputChannel("y", "pixel", "sqrt(x0 * x0 + y0 * y0) * sin(folded)"),
+        )
+
     def spatial(self, width: int, height: int, *, device: torch.device | str = "cpu",
                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """[height × width, 3]: x, y, r at pixel centres, row-major, aspect kept."""
+        """[height × width, 3]: x, y, r at pixel centres, row-major, aspect kept; mirrored and folded as the
+        config says (the formulas of `channels()`, in float64)."""
         short = min(width, height)
-        s = self.config.coord_scale
+        s, mirror, fold = self.config.coord_scale, self.config.mirror, self.config.fold
         xs = (torch.arange(width, device=device, dtype=torch.float64) + 0.5 - width / 2) * (2 * s / short)
         ys = (torch.arange(height, device=device, dtype=torch.float64) + 0.5 - height / 2) * (2 * s / short)
         yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        xx, yy = (xx.abs() if "x" in mirror else xx), (yy.abs() if "y" in mirror else yy)
+        if fold:
+            wedge, half = 2.0 * math.pi / fold, math.pi / fold
+            angle = torch.atan2(yy, xx)
+            folded = (angle - wedge * torch.floor(angle / wedge) - half).abs()
+            radius = torch.sqrt(xx * xx + yy * yy)
+            xx, yy = radius * torch.cos(folded), radius * torch.sin(folded)
         rr = torch.sqrt(xx * xx + yy * yy)
         return torch.stack([xx, yy, rr], dim=-1).reshape(-1, 3).to(dtype)
 
@@ -139,18 +177,47 @@ class InputEncoder:
         return torch.cat([spatial[None].expand(b, p, -1), temporal[:, None].expand(b, p, -1)], dim=-1)
 
 
+#: CPPNConfig.color_mode → the name exporters know the colour function by (daemon.export.glsl)
+COLOUR_FUNCTIONS = {"rgb": "sigmoid-rgb", "hsv": "sigmoid-hsv", "palette": "palette-gradient"}
+
+
+def hsv_colours(logits: torch.Tensor) -> torch.Tensor:
+    """[..., 3] logits → RGB: hue, saturation and value are sigmoids of the three (the GLSL hsv2rgb)."""
+    h, s, v = torch.sigmoid(logits).unbind(-1)
+    k = torch.tensor([1.0, 2.0 / 3.0, 1.0 / 3.0], dtype=logits.dtype, device=logits.device)
+    p = h[..., None] + k
+    p = ((p - torch.floor(p)) * 6.0 - 3.0).abs()
+    return v[..., None] * (1.0 + s[..., None] * ((p - 1.0).clamp(0.0, 1.0) - 1.0))
+
+
+def gradient_colours(logits: torch.Tensor, gradient: Gradient) -> torch.Tensor:
+    """[..., 3] logits → RGB on the gradient: position s = sigmoid(first logit); the colour is the first
+    palette colour plus, for each edge e_j, (c_j − c_{j−1}) · clamp((s − e_j) / blend + ½, 0, 1): flat
+    bands of palette colours joined by short linear ramps."""
+    s = torch.sigmoid(logits[..., :1])
+    colors = torch.tensor(gradient.colors, dtype=logits.dtype, device=logits.device)  # [K, 3]
+    if len(gradient.edges) == 0:
+        return colors[0].expand(*logits.shape[:-1], 3).clone()
+    edges = torch.tensor(gradient.edges, dtype=logits.dtype, device=logits.device)  # [K - 1]
+    ramps = ((s - edges) / gradient.blend + 0.5).clamp(0.0, 1.0)  # [..., K - 1]
+    return colors[0] + ramps @ (colors[1:] - colors[:-1])
+
+
 class CPPN(nn.Module):
     """Coordinate network: (spatial, temporal) → RGB in [0, 1]."""
 
-    #: how `from_pre` turns the last layer's three outputs into a colour; exporters read it (daemon.export)
-    colour_mode = "sigmoid-rgb"
-
-    def __init__(self, config: CPPNConfig, *, n_spatial: int, n_temporal: int) -> None:
+    def __init__(self, config: CPPNConfig, *, n_spatial: int, n_temporal: int,
+                 gradient: Gradient | None = None) -> None:
         super().__init__()
         for name in config.activations:
             if name not in ACTIVATIONS:
                 raise ValueError(f"unknown activation '{name}'")
+        if config.color_mode == "palette" and gradient is None:
+            raise ValueError("color_mode 'palette' needs a palette gradient")
         self.config = config
+        #: how `from_pre` turns the last layer's three outputs into a colour; exporters read it (daemon.export)
+        self.colour_mode = COLOUR_FUNCTIONS[config.color_mode]
+        self.gradient = gradient if config.color_mode == "palette" else None
         self.spatial_in = nn.Linear(n_spatial, config.width)
         self.temporal_in = nn.Linear(n_temporal, config.width, bias=False)
         self.hidden = nn.ModuleList(nn.Linear(config.width, config.width) for _ in range(config.depth - 1))
@@ -191,7 +258,15 @@ class CPPN(nn.Module):
         h = self._acts[0](pre)
         for i, layer in enumerate(self.hidden, start=1):
             h = self._acts[i](layer(h))
-        return torch.sigmoid(self.rgb(h))
+        return self.colours(self.rgb(h))
+
+    def colours(self, logits: torch.Tensor) -> torch.Tensor:
+        """The last layer's outputs [..., 3] → RGB in [0, 1], by the colour mode (the renderer calls it too)."""
+        if self.gradient is not None:
+            return gradient_colours(logits, self.gradient)
+        if self.config.color_mode == "hsv":
+            return hsv_colours(logits)
+        return torch.sigmoid(logits)
 
     def forward(self, spatial: torch.Tensor, temporal: torch.Tensor) -> torch.Tensor:
         """[P, S] spatial and [B, T] temporal input → [B, P, 3]."""

@@ -15,6 +15,8 @@ from daemon.tables import bounds
 
 #: the activations a CPPN may cycle through: `daemon.cppn.ACTIVATIONS` implements each (and asserts the match)
 ACTIVATION_NAMES = ("sin", "cos", "gaussian", "tanh", "sigmoid", "relu", "softplus")
+COLOR_MODES = ("rgb", "hsv", "palette")  # CPPNConfig.color_mode: daemon.cppn.CPPN.colours implements each
+MIRRORS = ("none", "x", "y", "xy")  # EncoderConfig.mirror
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,10 @@ class CPPNConfig:
     hidden_gain: float = field(default=3.0, metadata=bounds(lo=0.0, hi=100.0))
     # Xavier gain of the RGB layer (higher: stronger contrast)
     output_gain: float = field(default=3.0, metadata=bounds(lo=0.0, hi=100.0))
+    # how the last layer's three outputs become a colour: "rgb" (sigmoid of each), "hsv" (sigmoid of hue,
+    # saturation, value) or "palette" (the first output picks a place on the style's palette gradient: the
+    # picture holds palette colours only, with short ramps between neighbours; needs a palette)
+    color_mode: str = field(default="rgb", metadata=bounds(choices=COLOR_MODES))
 
 
 @dataclass(frozen=True)
@@ -56,3 +62,8 @@ class EncoderConfig:
     motion: float = field(default=4.0, metadata=bounds(lo=0.0, hi=1000.0))
     # motion speed: radians per second of full-level sound (silence drifts at 3 % of it)
     motion_speed: float = field(default=0.5, metadata=bounds(lo=0.0, hi=100.0))
+    # radial symmetry: fold the plane into N wedges, each mirrored (a kaleidoscope: turning the picture by
+    # 360/N degrees, or mirroring it about a wedge's edge, changes nothing); 0 = off
+    fold: int = field(default=0, metadata=bounds(lo=0, hi=64))
+    # mirror symmetry: "x" mirrors left and right (x → |x|), "y" top and bottom, "xy" both, "none"
+    mirror: str = field(default="none", metadata=bounds(choices=MIRRORS))

@@ -22,12 +22,14 @@ from PIL import Image, ImageDraw
 from daemon.audio.decode import ANALYSIS_RATE, decode_audio
 from daemon.audio.features import FeatureTimeline, extract_features
 from daemon.metrics import TemporalMetrics
+from daemon.palette import PaletteMatch
 from daemon.render import RenderSettings, render_frames
 from daemon.report import write_json_atomic
 from daemon.style import Style
 
 SILENT_DB = -90.0  # the near-silent track: the loudest track attenuated this much
 SSIM_GOAL, ALIGNMENT_GOAL, SILENCE_SHARE, CONTRAST_GOAL = 0.90, 0.5, 0.10, 2.0
+PALETTE_GOAL = 0.70  # palette match of a style with a palette (docs/ART.md)
 SHEET_MOMENTS = 6  # frames per track in a contact sheet
 THUMB = (160, 90)
 BEGIN, END = "<!-- afx evaluate: begin -->", "<!-- afx evaluate: end -->"
@@ -64,16 +66,19 @@ def measure(style: Style, timeline: FeatureTimeline, *, size: tuple[int, int], f
                                                                                                   list[np.ndarray]]:
     """The metrics of one render, and SHEET_MOMENTS frames evenly spread over it (thumbnails)."""
     metrics = TemporalMetrics(timeline.n_frames, fps=fps)
+    match = PaletteMatch(style.palette, timeline.n_frames)
     picks = set(np.linspace(0, timeline.n_frames - 1, SHEET_MOMENTS).round().astype(int).tolist())
     thumbs, index = [], 0
     settings = RenderSettings(width=size[0], height=size[1], fps=fps, device="cpu")
     for batch in render_frames(style, timeline, settings, device=torch.device("cpu")):
         metrics.update(batch)
+        match.update(batch)
         for frame in batch:
             if index in picks:
                 thumbs.append(np.asarray(Image.fromarray(frame.numpy()).resize(THUMB)))
             index += 1
-    return metrics.result(timeline.onset, level=timeline.channel_values()[:, 2]), thumbs
+    return {**metrics.result(timeline.onset, level=timeline.channel_values()[:, 2]),
+            "palette_match": match.result()}, thumbs
 
 
 def check_targets(rows: list[dict[str, Any]]) -> None:
@@ -85,6 +90,8 @@ def check_targets(rows: list[dict[str, Any]]) -> None:
         r["react_met"] = None if r["silent"] else bool((m["temporal_ssim_mean"] or 0) >= SSIM_GOAL
                                                       and reactive >= ALIGNMENT_GOAL)  # silence has no onsets
         r["contrast_met"] = None if m["loud_quiet_contrast"] is None else m["loud_quiet_contrast"] >= CONTRAST_GOAL
+        palette = m.get("palette_match")  # rows of an earlier afx have none
+        r["palette_met"] = None if palette is None else palette >= PALETTE_GOAL
         r["silence_share"] = None
         if r["silent"] and loudest is not None and loudest["metrics"]["motion_energy"]:
             r["silence_share"] = m["motion_energy"] / loudest["metrics"]["motion_energy"]
@@ -143,12 +150,13 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """The markdown table of docs/ART.md."""
-    lines = ["| style | track | SSIM | motion /s | onset align. | onset corr. | loud/quiet | SSIM≥0.9 & react≥0.5 "
-             "| silent ≤10 % | contrast≥2 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| style | track | palette match | SSIM | motion /s | onset align. | onset corr. | loud/quiet "
+             "| SSIM≥0.9 & react≥0.5 | silent ≤10 % | contrast≥2 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         m = r["metrics"]
         silence = _mark(r["silence_met"]) + (f" ({r['silence_share']:.0%})" if r["silence_share"] is not None else "")
-        lines.append(f"| {r['style']} | {r['track']} | {_num(m['temporal_ssim_mean'], 3)} | {_num(m['motion_energy'], 1)} "
+        lines.append(f"| {r['style']} | {r['track']} | {_num(m.get('palette_match'))} "
+                     f"| {_num(m['temporal_ssim_mean'], 3)} | {_num(m['motion_energy'], 1)} "
                      f"| {_num(m['onset_alignment'])} | {_num(m['onset_correlation'])} "
                      f"| {_num(m['loud_quiet_contrast'])} | {_mark(r['react_met'])} | {silence} "
                      f"| {_mark(r['contrast_met'])} |")
@@ -163,7 +171,8 @@ def summary(rows: Sequence[dict[str, Any]]) -> str:
 
     return (f"Targets met: SSIM ≥ {SSIM_GOAL} with onset alignment or correlation ≥ {ALIGNMENT_GOAL}: "
             f"{count('react_met')}; near-silent motion ≤ {SILENCE_SHARE:.0%} of the loudest track's: "
-            f"{count('silence_met')}; loud/quiet contrast ≥ {CONTRAST_GOAL}: {count('contrast_met')} "
+            f"{count('silence_met')}; loud/quiet contrast ≥ {CONTRAST_GOAL}: {count('contrast_met')}; "
+            f"palette match ≥ {PALETTE_GOAL}: {count('palette_met')} "
             "(n/a: the excerpt's level hardly varies, or it is the silent one).")
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from daemon.errors import StyleError
 
 if TYPE_CHECKING:
+    from daemon.palette import Palette
     from daemon.style import Style
 
 STYLE_FILE = "style.json"  # a folder holding one is a style version (daemon.style writes and reads it)
@@ -130,15 +131,77 @@ def _style_name(folder: Path) -> str | None:
         return None
 
 
+#: random:SEED?KEY=VALUE&... settings → (config, field); `palette` is read by `random_palette`
+RANDOM_SETTINGS = {"zoom": ("encoder", "coord_scale"), "detail": ("network", "spatial_gain"),
+                   "fold": ("encoder", "fold"), "mirror": ("encoder", "mirror"), "mode": ("network", "color_mode"),
+                   "motion": ("encoder", "motion"), "pulse": ("encoder", "pulse"),
+                   "contrast": ("network", "output_gain"), "width": ("network", "width"),
+                   "depth": ("network", "depth")}
+
+
+def random_from_ref(ref: str) -> Style:
+    """`random:SEED` or `random:SEED?zoom=3&detail=6&fold=6&mirror=x&palette=neon&mode=palette` (docs/ART.md):
+    an untrained style of that seed with those settings; its name carries them (random-7_zoom-3_fold-6)."""
+    from urllib.parse import parse_qsl
+
+    from daemon.cppn import CPPNConfig, EncoderConfig
+    from daemon.style import random_style  # torch, as in Library.load
+    from daemon.tables import from_table, nearest
+
+    seed_text, _, query = ref.removeprefix("random:").partition("?")
+    if not seed_text.lstrip("-").isdigit():
+        raise StyleError(f"'{ref}' is not random:SEED with an integer seed", hint="e.g. --style random:7")
+    tables: dict[str, dict[str, object]] = {"network": {}, "encoder": {}}
+    palette, name = None, f"random-{int(seed_text)}"
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        name += f"_{key}-{re.sub(r'[^A-Za-z0-9.]+', '.', value).strip('.') or 'x'}"
+        if key == "palette":
+            palette = random_palette(value, ref=ref)
+            continue
+        if key not in RANDOM_SETTINGS:
+            guess = nearest(key, [*RANDOM_SETTINGS, "palette"])
+            raise StyleError(f"'{ref}': unknown setting '{key}'", hint=f"did you mean '{guess}'?" if guess else
+                             f"settings: {', '.join([*RANDOM_SETTINGS, 'palette'])}")
+        table, field_name = RANDOM_SETTINGS[key]
+        tables[table][field_name] = _number(value)
+    network = from_table(CPPNConfig, tables["network"], error=StyleError, path=None, prefix=f"{ref}: network")
+    encoder = from_table(EncoderConfig, tables["encoder"], error=StyleError, path=None, prefix=f"{ref}: encoder")
+    if network.color_mode == "palette" and palette is None:
+        raise StyleError(f"'{ref}': mode=palette needs a palette", hint="add &palette=neon or &palette=navy,teal,gold")
+    return random_style(int(seed_text), network=network, encoder=encoder, palette=palette, name=name)
+
+
+def random_palette(value: str, *, ref: str) -> Palette:
+    """`palette=`: colour words ("neon", "muted earth tones") or colours separated by commas (names or hex)."""
+    from daemon.palette import explicit_palette, palette_from_words
+
+    try:
+        if "," in value:
+            return explicit_palette([c if not re.fullmatch(r"[0-9a-fA-F]{6}", c) else f"#{c}"
+                                     for c in value.split(",") if c.strip()])
+        found = palette_from_words(value, source=f"words: {value}")
+        return found if found is not None else explicit_palette([value])
+    except ValueError as e:
+        raise StyleError(f"'{ref}': palette '{value}' names no colour ({e})",
+                         hint="use colour words (neon, pastel, cool blues) or colours: navy,teal,#f4d35e") from e
+
+
+def _number(value: str) -> object:
+    """A query value as the int or float it spells, else the string."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
 def resolve_style(ref: str, *, library: Library) -> Style:
     """`random:SEED`, a style folder (or a library name folder), or a library style name."""
-    from daemon.style import Style, random_style  # torch, as in Library.load
+    from daemon.style import Style  # torch, as in Library.load
 
     if ref.startswith("random:"):
-        seed_text = ref.removeprefix("random:")
-        if not seed_text.lstrip("-").isdigit():
-            raise StyleError(f"'{ref}' is not random:SEED with an integer seed", hint="e.g. --style random:7")
-        return random_style(int(seed_text))
+        return random_from_ref(ref)
     path = Path(ref)
     if path.is_dir():
         if (path / STYLE_FILE).is_file():

@@ -29,6 +29,7 @@ from daemon.errors import AfxError, RenderError, TrackRemoved, storage_errors
 from daemon.metrics import TemporalMetrics
 from daemon.library import Library
 from daemon.logs import Logger
+from daemon.palette import PaletteMatch
 from daemon.render import RenderSettings, device_name, render_frames, resolve_device
 from daemon.report import Metrics, RenderJob, Report, TimingSection, now_iso
 from daemon.spec import StyleSpec
@@ -143,7 +144,7 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
         render_started = time.perf_counter()
         # the scratch name records its owner (host and pid): sweep_scratch removes it once that process is gone
         with storage_errors(out_path, "publishing the video"), atomic_path(out_path) as scratch:
-            metrics = encode_video(style, timeline, settings, audio_path=Path(audio_path), scratch=scratch,
+            measured = encode_video(style, timeline, settings, audio_path=Path(audio_path), scratch=scratch,
                                    device=device, encode=encode, on_progress=on_progress)
             probe = verify_video(scratch, width=settings.width, height=settings.height, fps=settings.fps,
                                  frames=timeline.n_frames)
@@ -160,8 +161,10 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
     render_s = time.perf_counter() - render_started
     timing = TimingSection.of(features_s=features_s, render_s=render_s, total_s=time.perf_counter() - started,
                               track_s=track.duration_s)
+    metrics, palette_match = measured
     report = Report.for_render(track=track, style=style, timeline=timeline, settings=settings, out_path=out_path,
-                               probe=probe, timing=timing, metrics=metrics, device=device_name(device), job=job)
+                               probe=probe, timing=timing, metrics=metrics, device=device_name(device), job=job,
+                               palette_match=palette_match)
     with storage_errors(out_path, "writing the report"):
         report.write(out_path.with_suffix(".json"))
     return report
@@ -169,15 +172,17 @@ def render_track(audio_path: Path, style: Style, settings: RenderSettings, *, ou
 
 def encode_video(style: Style, timeline: FeatureTimeline, settings: RenderSettings, *, audio_path: Path,
                  scratch: Path, device: torch.device, encode: EncodeSettings,
-                 on_progress: Progress | None) -> Metrics:
-    """Stream the rendered frames into ffmpeg; returns the temporal metrics."""
+                 on_progress: Progress | None) -> tuple[Metrics, float | None]:
+    """Stream the rendered frames into ffmpeg; returns the temporal metrics and the palette match."""
     writer = VideoWriter(scratch, width=settings.width, height=settings.height, fps=settings.fps,
                          audio_path=audio_path, settings=encode)
     metrics = TemporalMetrics(timeline.n_frames, fps=settings.fps)
+    match = PaletteMatch(style.palette, timeline.n_frames)
     try:
         done = 0
         for batch in render_frames(style, timeline, settings, device=device):
             metrics.update(batch)
+            match.update(batch)
             writer.write(batch.cpu().numpy())
             done += batch.shape[0]
             if on_progress:
@@ -186,7 +191,12 @@ def encode_video(style: Style, timeline: FeatureTimeline, settings: RenderSettin
     except BaseException:
         writer.abort()
         raise
-    return metrics.result(timeline.onset, level=timeline.channel_values()[:, 2])
+    return metrics.result(timeline.onset, level=timeline.channel_values()[:, 2]), match.result()
+
+
+def palette_colours(style: Style) -> list[str] | None:
+    """The report's `palette`: the style's colours as "#rrggbb", or None."""
+    return list(style.palette.colors) if style.palette is not None else None
 
 
 def export_player(audio_path: Path, style: Style, *, out_path: Path, fps: int = 30,
@@ -226,10 +236,16 @@ def train_style(spec: StyleSpec, *, library: Library, ctx: AudioContext = AudioC
     from daemon.style import FeatureDescription
     from daemon.train import clear_checkpoint, optimise, prior_walk
 
+    from daemon.spec import NO_CLIP
+
     log = get_logger("afx.train").bind(style=spec.name, style_id=spec.style_id)
     torch_device = resolve_device(device)
-    guide = load_guide(spec.training.clip_model, spec.training.pretrained, cache_dir=models_dir,
-                       device=torch_device, allow_download=allow_download)
+    guide = None if spec.training.clip_model == NO_CLIP else load_guide(
+        spec.training.clip_model, spec.training.pretrained, cache_dir=models_dir, device=torch_device,
+        allow_download=allow_download)
+    guidance = guide.describe() if guide is not None else {"clip_model": NO_CLIP, "pretrained": None,
+                                                          "trained_guidance": False}
+    trained_guidance = bool(guidance["trained_guidance"])
     perceptual = None
     if spec.training.perceptual_weight > 0:  # independent of CLIP: VGG16 from the same models cache
         from daemon.perceptual import load_perceptual
@@ -245,18 +261,19 @@ def train_style(spec: StyleSpec, *, library: Library, ctx: AudioContext = AudioC
     reductions = style_reductions(spec, paths, ctx=ctx, log=log)
     references = reference_features(paths, spec, ctx=ctx, log=log, reductions=reductions)
     timelines = [timeline for _, timeline in references]
-    log.info("train.start", clip_model=guide.clip_model, pretrained=guide.pretrained,
-             trained_guidance=guide.trained, iterations=spec.training.iterations, device=str(torch_device),
+    log.info("train.start", clip_model=guidance["clip_model"], pretrained=guidance["pretrained"],
+             trained_guidance=trained_guidance, iterations=spec.training.iterations, device=str(torch_device),
              reference_tracks=len(timelines))
     result = optimise(spec, guide, timelines, device=torch_device, checkpoint_dir=checkpoint_dir,
-                      on_step=StepLogger(log, on_step, trained_guidance=guide.trained), should_stop=should_stop,
+                      on_step=StepLogger(log, on_step, trained_guidance=trained_guidance), should_stop=should_stop,
                       perceptual=perceptual)
     final = result.final_similarity()
+    palette = spec.resolved_palette()
     style = Style(name=spec.name, style_id=spec.style_id, network=spec.network, encoder=spec.encoder,
                   features=FeatureDescription.for_sets(spec.audio.features, reduction=reductions,
                                                        embedding_dims=spec.audio.embedding_dims),
-                  model=result.model, trained=True,
-                  guidance=guide.describe(), spec=spec.to_dict(), created=now_iso(),
+                  model=result.model, trained=True, palette=palette,
+                  guidance=guidance, spec=spec.to_dict(), created=now_iso(),
                   training={"final_similarity": final, "mean_similarity": _mean(final), "seconds": round(result.seconds, 2),
                             "iterations": spec.training.iterations, "audio_source": result.audio_source,
                             "resumed_from": result.resumed_from, "variant": spec.variant,
@@ -270,7 +287,8 @@ def train_style(spec: StyleSpec, *, library: Library, ctx: AudioContext = AudioC
     clear_checkpoint(checkpoint_dir)
     write_mood_board(library)
     log.info("train.done", seconds=round(result.seconds, 2), similarity=_mean(final),
-             trained_guidance=guide.trained, folder=str(folder))
+             palette_match=style.training["metrics"].get("palette_match"), trained_guidance=trained_guidance,
+             folder=str(folder))
     return style
 
 
@@ -340,15 +358,17 @@ def clip_metrics(style: Style, timeline: FeatureTimeline, *, frames: int = CLIP_
     n = min(frames, timeline.n_frames)
     settings = RenderSettings(width=size[0], height=size[1], fps=int(timeline.fps), device="cpu")
     metrics = TemporalMetrics(n, fps=timeline.fps)
+    match = PaletteMatch(style.palette, n)
     rendering = 0.0
     started = time.perf_counter()
     for batch in render_frames(style, timeline, settings, device=torch.device("cpu"), stop=n):
         rendering += time.perf_counter() - started
         metrics.update(batch)
+        match.update(batch)
         started = time.perf_counter()
-    result = metrics.result(timeline.onset[:n], level=timeline.channel_values()[:n, 2])
-    result["render_fps"] = round(n / rendering, 2) if rendering > 0 else None
-    return result
+    return {**metrics.result(timeline.onset[:n], level=timeline.channel_values()[:n, 2]),
+            "palette_match": match.result(), "palette": palette_colours(style),
+            "render_fps": round(n / rendering, 2) if rendering > 0 else None}
 
 
 # ── sweeps ───────────────────────────────────────────────────────────────────────────────────────────────
@@ -402,15 +422,14 @@ def _comparison_fields(style: Style, measured: dict[str, Any]) -> dict[str, Any]
         "clip_model": guidance.get("clip_model"), "trained_guidance": trained_guidance,
         "similarity": training.get("mean_similarity"),  # meaningful only with trained guidance
         "clip_similarity": training.get("mean_similarity") if trained_guidance else None,
-        "palette_match": measured.get("palette_match", training.get("palette_match")),
         "seconds": training.get("seconds"),
         **{k: measured.get(k) for k in MEASURED},
     }
 
 
 #: what a sweep row shows of its clip's metrics; an earlier row without all of them is measured again
-MEASURED = ("temporal_ssim_mean", "onset_alignment", "motion_energy", "detail", "loud_quiet_contrast",
-            "onset_correlation", "render_fps")
+MEASURED = ("palette_match", "temporal_ssim_mean", "onset_alignment", "motion_energy", "detail",
+            "loud_quiet_contrast", "onset_correlation", "render_fps")
 
 
 def _earlier_rows(path: Path, *, clip: str) -> dict[str, dict[str, Any]]:

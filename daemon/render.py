@@ -167,6 +167,8 @@ class FastCPPN:
         last = torch.float32 if self.last_fp32 else dtype
         self.rgb_w, self.rgb_b = (model.rgb.weight.detach().to(device, last),  # [3, width]: F.linear's layout,
                                   model.rgb.bias.detach().to(device, last))  # 4x faster than addmm's for N=3
+        # the colour mode (fp32 logits → RGB in [0, 1]); None: sigmoid in place, the rgb mode's fast path
+        self.colours = None if model.config.color_mode == "rgb" else model.colours
 
     def frame_bias(self, temporal: torch.Tensor) -> torch.Tensor:
         """[B, width] fp32: the first layer's bias plus its time/audio half, once per frame."""
@@ -185,7 +187,8 @@ class FastCPPN:
         if self.last_fp32:
             a = last.copy_(a) if last is not None else a.float()  # `last` is always given on CPU
         logits = torch.nn.functional.linear(a, self.rgb_w, self.rgb_b)
-        out.copy_(logits.float().sigmoid_().mul_(255.0).round_().clamp_(0, 255))
+        rgb = logits.float().sigmoid_() if self.colours is None else self.colours(logits.float())
+        out.copy_(rgb.mul_(255.0).round_().clamp_(0, 255))
 
 
 class BufferLayer:

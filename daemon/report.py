@@ -225,7 +225,7 @@ class RenderJob(ReportSection):
 class Report(ReportSection):
     """A finished render: beside every video as VIDEO.json (docs/SERVICE.md, *Reports*)."""
 
-    OPTIONAL = frozenset({"job", "published"})
+    OPTIONAL = frozenset({"job", "published", "palette_match", "palette"})
 
     schema: str = REPORT_SCHEMA
     ok: bool = True
@@ -236,6 +236,10 @@ class Report(ReportSection):
     video: VideoSection
     timing: TimingSection
     metrics: Metrics  # daemon.metrics: one key per metric, so a new metric needs no change here
+    # share of sampled pixels within ΔE_OK 12 of the style's palette (daemon.palette, docs/ART.md); absent when
+    # the style has no palette, as in reports of an afx before palettes
+    palette_match: float | None = None
+    palette: list[str] | None = None  # the style's palette, "#rrggbb" each; absent without one
     device: str  # "cpu" or "cuda (NAME)"
     versions: dict[str, str]
     job: RenderJob | None = None  # the service's job (absent for `afx render`)
@@ -244,14 +248,16 @@ class Report(ReportSection):
     @classmethod
     def for_render(cls, *, track: Track, style: Style, timeline: FeatureTimeline, settings: RenderSettings,
                    out_path: Path, probe: dict[str, Any], timing: TimingSection, metrics: Metrics, device: str,
-                   job: RenderJob | None = None) -> Report:
+                   job: RenderJob | None = None, palette_match: float | None = None) -> Report:
         """The report of a render of `track` with `style` into `out_path` (`probe`: `verify_video`'s)."""
         video = VideoSection(path=str(out_path), width=settings.width, height=settings.height, fps=settings.fps,
                              frames=timeline.n_frames, duration_s=round(float(probe["duration_s"]), 4),
                              bytes=int(probe["bytes"]), video_codec=str(probe["video_codec"]),
                              audio_codec=str(probe["audio_codec"]))
         return cls(track=TrackSection.of(track), style=StyleSection.of(style), features=FeaturesSection.of(timeline),
-                   video=video, timing=timing, metrics=metrics, device=device, versions=versions(), job=job)
+                   video=video, timing=timing, metrics=metrics, device=device, versions=versions(), job=job,
+                   palette_match=palette_match,
+                   palette=list(style.palette.colors) if style.palette is not None else None)
 
     @classmethod
     def from_dict(cls, data: Any, *, where: str = "report") -> Report:

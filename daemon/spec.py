@@ -22,6 +22,7 @@ from typing import Any
 from daemon.config import Limits
 from daemon.cppn_config import CPPNConfig, EncoderConfig
 from daemon.errors import AfxError, SpecError
+from daemon.palette import PALETTE_VERSION, Palette, explicit_palette, palette_from_words
 from daemon.tables import bounds, check_keys, from_table, nearest, to_table
 
 STYLE_ID_FORM = 2  # the canonical form `weight_fields` hashes; form 1 hashed every field (`legacy_style_id`)
@@ -29,6 +30,7 @@ MAX_NAME_CHARS = 100  # style names become library folder names
 MAX_SWEEP_VARIANTS = 64  # a sweep trains every variant: keep a typo from queueing days of work
 MAX_TRACK_GLOBS = 256  # entries in `tracks` / `audio.reference_tracks`
 STYLE_ID_CHARS = 16  # hex digits of the sha256 kept as the style id
+NO_CLIP = "none"  # training.clip_model of a style trained on the weight-free terms alone
 
 @dataclass(frozen=True)
 class Prompt:
@@ -52,7 +54,8 @@ class AudioSpec:
 class TrainingSpec:
     """How CLIP guidance trains the CPPN; every field changes the weights except checkpoint_every."""
 
-    clip_model: str = field(default="ViT-B-32", metadata=bounds(max_len=200))  # open_clip name, or "afx-tiny"
+    clip_model: str = field(default="ViT-B-32", metadata=bounds(max_len=200))  # open_clip name, "afx-tiny",
+    # or "none": no CLIP; the weight-free terms below (palette, reactivity, collapse, contrast, smoothness) alone
     pretrained: str = field(default="openai", metadata=bounds(max_len=4096))  # tag, checkpoint path, or "none"
     iterations: int = field(default=400, metadata=bounds(lo=1))  # optimiser steps (≤ limits.max_iterations)
     learning_rate: float = field(default=0.003, metadata=bounds(lo=0.0, hi=1.0))  # Adam's peak rate, > 0
@@ -69,10 +72,26 @@ class TrainingSpec:
     smoothness_weight: float = field(default=0.1, metadata=bounds(lo=0.0, hi=1000.0))  # total variation
     perceptual_weight: float = field(default=0.0, metadata=bounds(lo=0.0, hi=1000.0))  # VGG16 feature
     # distance of each frame from its own low-pass version (daemon/perceptual.py); 0: VGG is never loaded
+    contrast_weight: float = field(default=0.0, metadata=bounds(lo=0.0, hi=1000.0))  # reward the spread of
+    # lightness in each frame (OKLab L, up to CONTRAST_CAP): crisp light/dark structure instead of a mid-tone haze
     negative_weight: float = field(default=0.5, metadata=bounds(lo=0.0, hi=1000.0))  # push from negatives
     seed: int = field(default=0, metadata=bounds(lo=0, hi=2**32 - 1))  # initial weights, cutouts, samples
     checkpoint_every: int = field(default=50, metadata=bounds(lo=1, hi=1_000_000))  # steps between
     # checkpoints (resume after a kill); not in the style id: a resumed run ends with the same weights
+
+
+@dataclass(frozen=True)
+class PaletteSpec:
+    """The colours a style should use (daemon.palette): measured in every report as `palette_match`, and a
+    training term where it is given here or the style trains without CLIP."""
+
+    colors: tuple[str, ...] = field(default=(), metadata=bounds(max_len=16))  # "#rrggbb", "#rgb" or colour
+    # names (XKCD/CSS4), in the order the palette colour mode's gradient runs; empty: from `words` or the prompts
+    weights: tuple[float, ...] = field(default=(), metadata=bounds(lo=0.0, hi=1000.0, max_len=16))  # share of
+    # the picture per colour (normalised; the gradient band widths); empty: equal
+    weight: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1000.0))  # the training term's weight (0: off)
+    words: str = field(default="", metadata=bounds(max_len=500))  # colour words to read instead of the
+    # prompts' ("muted earth tones"); a CLIP style is trained toward it, not only measured
 
 
 @dataclass(frozen=True)
@@ -122,6 +141,7 @@ class StyleSpec:
     audio: AudioSpec = AudioSpec()  # feature sets and reference tracks
     training: TrainingSpec = TrainingSpec()  # guidance model and optimisation
     render: RenderSpec = RenderSpec()  # default video size and frame rate
+    palette: PaletteSpec = PaletteSpec()  # the colours to use (explicit, from words, else the prompts')
     source: Path | None = None  # the file it was read from (not part of the id)
     variant: str = ""  # sweep variant label, e.g. "training.clip_model=RN50,network.width=128"
 
@@ -129,6 +149,28 @@ class StyleSpec:
     def style_id(self) -> str:
         """16 hex digits of the sha256 of the canonical JSON of `weight_fields()`."""
         return _digest(self.weight_fields())
+
+    def resolved_palette(self) -> Palette | None:
+        """[palette] colors, else its words, else the colour words of the prompts; None when none name a colour."""
+        p = self.palette
+        if p.colors:
+            return explicit_palette(p.colors, p.weights)
+        if p.words.strip():
+            return palette_from_words(p.words, source=f"words: {p.words.strip()}")
+        return palette_from_words(", ".join(q.text for q in self.prompts), source="prompts")
+
+    @property
+    def palette_trains(self) -> bool:
+        """Whether training pulls toward the palette: given in [palette] (colors or words), or a style without
+        CLIP, whose prompts only mean their colour words. A CLIP style whose prompts merely mention colours is
+        measured against them but not pushed (what CLIP alone does with them stays visible)."""
+        given = bool(self.palette.colors or self.palette.words.strip())
+        return self.palette.weight > 0 and (given or self.training.clip_model == NO_CLIP)
+
+    @property
+    def uses_word_table(self) -> bool:
+        """Whether the trained weights depend on the colour-word table (PALETTE_VERSION enters the id)."""
+        return not self.palette.colors and (self.palette_trains or self.network.color_mode == "palette")
 
     def weight_fields(self, *, versions: dict[str, Any] | None = None) -> dict[str, Any]:
         """What the trained weights depend on, as plain data: the fields a user set to something other
@@ -159,6 +201,8 @@ class StyleSpec:
         if versions is None:
             versions = {"trainer": TRAINER_VERSION,
                         "features": {name: feature_set(name).version for name in self.audio.features}}
+            if self.uses_word_table:
+                versions["palette"] = PALETTE_VERSION
         return {"form": STYLE_ID_FORM, "versions": versions, **chosen}
 
     def to_dict(self) -> dict[str, Any]:
@@ -234,7 +278,7 @@ def upgraded_id(spec: dict[str, Any]) -> str | None:
 
 
 _TABLES: dict[str, type] = {"network": CPPNConfig, "encoder": EncoderConfig, "audio": AudioSpec,
-                            "training": TrainingSpec, "render": RenderSpec}
+                            "training": TrainingSpec, "render": RenderSpec, "palette": PaletteSpec}
 _TOP_KEYS = ("name", "prompts", "negative_prompts", "tracks", *_TABLES, "sweep")
 
 
@@ -292,8 +336,10 @@ def parse_spec(table: dict[str, Any], *, path: Path | None, name: str, limits: L
         training=from_table(TrainingSpec, table.get("training", {}), error=SpecError, path=path,
                             prefix="training"),
         render=from_table(RenderSpec, table.get("render", {}), error=SpecError, path=path, prefix="render"),
+        palette=from_table(PaletteSpec, table.get("palette", {}), error=SpecError, path=path, prefix="palette"),
         source=Path(path).absolute() if path is not None else None,
     )
+    _check_palette(spec, path=path)
     _check_network(spec.network, path=path)
     _check_audio(spec.audio, path=path)
     _check_training(spec.training, path=path, limits=limits)
@@ -374,6 +420,28 @@ def _tracks(raw: Any, *, path: Path | None) -> tuple[str, ...]:
     return tracks
 
 
+def _check_palette(spec: StyleSpec, *, path: Path | None) -> None:
+    """Colours that parse, one weight per colour, words that name a colour, and a palette for the palette mode."""
+    p = spec.palette
+    for i, colour in enumerate(p.colors):
+        try:
+            explicit_palette([colour])
+        except ValueError as e:
+            raise SpecError(str(e), path=path, key=f"palette.colors[{i}]",
+                            hint='e.g. "#0b1d51", "teal" or "xkcd:ocean blue"') from e
+    if p.weights and len(p.weights) != len(p.colors):
+        raise SpecError(f"{len(p.weights)} weights for {len(p.colors)} colors", path=path, key="palette.weights",
+                        hint="give one weight per colour, or none for equal shares")
+    if p.weights and not sum(p.weights) > 0:
+        raise SpecError("the weights add up to 0", path=path, key="palette.weights")
+    if p.words.strip() and not p.colors and palette_from_words(p.words, source="") is None:
+        raise SpecError(f"{p.words!r} names no colour", path=path, key="palette.words",
+                        hint='use colour names or modifiers: "cool blues and purples", "neon", "muted earth tones"')
+    if spec.network.color_mode == "palette" and spec.resolved_palette() is None:
+        raise SpecError("the palette colour mode needs a palette, and the prompts name no colour", path=path,
+                        key="network.color_mode", hint='add [palette] colors = ["#0b1d51", ...], or colour words')
+
+
 def _check_network(network: CPPNConfig, *, path: Path | None) -> None:
     if not network.activations:
         raise SpecError("needs at least one activation", path=path, key="network.activations",
@@ -416,6 +484,7 @@ def _check_embedding_backend(name: str, dims: int, *, path: Path | None, key: st
 
 
 def _check_training(training: TrainingSpec, *, path: Path | None, limits: Limits) -> None:
+    # clip_model = "none" is checked like a name: the trainer reads it as "no CLIP" (NO_CLIP)
     for key in ("clip_model", "pretrained"):
         if not getattr(training, key).strip():
             raise SpecError("is empty", path=path, key=f"training.{key}",

@@ -8,8 +8,14 @@ learns to react across a whole track and to change with the audio from one frame
     + temporal_weight · reactivity                                            (change follows audio change)
     + smoothness_weight · total variation of the frames                       (smoothness)
     + collapse_weight · keep                                                  (no collapse to a flat field)
+    + palette.weight · palette term            (daemon.palette.palette_loss; when spec.palette_trains)
+    − contrast_weight · min(std of OKLab lightness per frame, CONTRAST_CAP)   (crisp light/dark structure)
     + perceptual_weight · VGG16 distance of frames from their low-pass        (perceptual smoothness;
                                                                                daemon/perceptual.py)
+
+With training.clip_model = "none" there is no CLIP: the first line is left out and nothing is downloaded
+or loaded; the frames are then at most NO_CLIP_RESOLUTION on the shorter side (the weight-free terms are
+per-pixel statistics and need no more, and a style trains in a couple of minutes on two cores).
 
 reactivity = mean relu(Δv − REACT_GAIN·Δa − MOTION_ALLOWANCE) − mean min(Δv, REACT_GAIN·Δa) over the pairs:
 Δv is the pair's mean absolute colour change, Δa its audio change (|Δpulse| + |Δlevel| + mean |Δfeature|,
@@ -51,8 +57,9 @@ from daemon.cppn import CPPN, InputEncoder
 from daemon.errors import TrainingError
 from daemon.guidance import Guide, cutouts
 from daemon.logs import Logger
-from daemon.spec import StyleSpec
-from daemon.style import build_model
+from daemon.palette import Palette, palette_loss, srgb_to_oklab
+from daemon.spec import NO_CLIP, StyleSpec
+from daemon.style import build_model, gradient_of
 
 TRAINER_VERSION = 2  # bump when what this module trains changes: every style id changes with it (spec.py)
 # (2: the reactivity and anti-collapse terms, the pulse/motion channels)
@@ -64,6 +71,8 @@ PRIOR_DRIFT_S = 600.0  # prior drift positions: uniform over this many seconds o
 REACT_GAIN = 0.1  # mean colour change (0..1) a unit of audio change may explain and is rewarded for
 MOTION_ALLOWANCE = 0.004  # unexplained change per frame allowed for free (the slow drift of motion)
 KEEP = 0.7  # detail and change may not fall below this share of the untrained network's
+CONTRAST_CAP = 0.3  # OKLab lightness spread above which the contrast term rewards nothing more
+NO_CLIP_RESOLUTION = 48  # training frames' shorter side at most, without CLIP
 
 
 class TrainingInterrupted(Exception):
@@ -82,6 +91,7 @@ class StepRecord:
     temporal: float  # the reactivity term
     lr: float
     seconds: float
+    terms: dict[str, float] = field(default_factory=dict)  # the weight-free terms' values (palette, contrast, perceptual)
 
 
 @dataclass
@@ -100,8 +110,11 @@ class TrainingResult:
 
 
 def training_size(spec: StyleSpec) -> tuple[int, int]:
-    """(width, height) of training frames: `resolution` on the shorter side, the render's aspect."""
+    """(width, height) of training frames: `resolution` on the shorter side (at most NO_CLIP_RESOLUTION
+    without CLIP), the render's aspect."""
     res, w, h = spec.training.resolution, spec.render.width, spec.render.height
+    if spec.training.clip_model == NO_CLIP:
+        res = min(res, NO_CLIP_RESOLUTION)
     if w >= h:
         return max(2, round(res * w / h)), res
     return res, max(2, round(res * h / w))
@@ -188,20 +201,32 @@ def prior_walk(sets: Sequence[str], *, n_frames: int, fps: float, seed: int,
 class Objective:
     """Text targets and the loss terms; one call scores a batch of rendered frames."""
 
-    def __init__(self, spec: StyleSpec, guide: Guide, *, perceptual: torch.nn.Module | None = None) -> None:
+    def __init__(self, spec: StyleSpec, guide: Guide | None, *, palette: Palette | None = None,
+                 perceptual: torch.nn.Module | None = None) -> None:
         self.spec, self.guide, self.perceptual = spec, guide, perceptual
-        self.prompts = [p.text for p in spec.prompts]
-        self.negatives = [p.text for p in spec.negative_prompts]
-        self.text = guide.encode_texts(self.prompts + self.negatives)
-        w = torch.tensor([p.weight for p in spec.prompts + spec.negative_prompts], device=guide.device)
-        n_pos = len(self.prompts)
-        self.w_pos = w[:n_pos] / w[:n_pos].sum()
-        self.w_neg = w[n_pos:] / w[n_pos:].sum() if self.negatives else w[n_pos:]
+        self.palette = palette if spec.palette_trains else None
+        self.terms: dict[str, float] = {}  # the last call's weight-free terms
+        self.prompts = [p.text for p in spec.prompts] if guide is not None else []
+        self.negatives = [p.text for p in spec.negative_prompts] if guide is not None else []
+        if guide is not None:
+            self.text = guide.encode_texts(self.prompts + self.negatives)
+            w = torch.tensor([p.weight for p in spec.prompts + spec.negative_prompts], device=guide.device)
+            n_pos = len(self.prompts)
+            self.w_pos = w[:n_pos] / w[:n_pos].sum()
+            self.w_neg = w[n_pos:] / w[n_pos:].sum() if self.negatives else w[n_pos:]
 
     def __call__(self, frames: torch.Tensor, g: torch.Generator, *, audio_change: torch.Tensor | None = None,
                  keep: tuple[float, float] | None = None) -> tuple[torch.Tensor, dict[str, float], float]:
         """Loss of frames [B, 3, H, W] (rows 2i, 2i+1 consecutive); `audio_change` [B/2] per pair; `keep` the
         untrained network's (detail, change)."""
+        loss, sims = self.guidance(frames, g)
+        loss = loss + self.weight_free(frames)
+        return self._finish(frames, loss, sims, audio_change=audio_change, keep=keep)
+
+    def guidance(self, frames: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        """The CLIP part: − weighted prompt similarity + negative_weight · negative similarity (0 without CLIP)."""
+        if self.guide is None:
+            return frames.new_zeros(()), {}
         t = self.spec.training
         crops = cutouts(frames, count=t.cutouts, size=self.guide.image_size, augment=t.augment, generator=g)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if crops.is_cuda else contextlib.nullcontext()
@@ -212,20 +237,50 @@ class Objective:
         loss = -(sims[:n_pos] * self.w_pos).sum()
         if self.negatives:
             loss = loss + t.negative_weight * (sims[n_pos:] * self.w_neg).sum()
+        names = self.prompts + [f"not: {n}" for n in self.negatives]
+        return loss, {n: float(s) for n, s in zip(names, sims.detach().cpu())}
+
+    def weight_free(self, frames: torch.Tensor) -> torch.Tensor:
+        """The palette, contrast and perceptual terms (their values are kept in `self.terms` for the step record)."""
+        self.terms = {}
+        loss = frames.new_zeros(())
+        if self.palette is not None:
+            term = palette_loss(frames, self.palette)
+            self.terms["palette"] = float(term.detach())
+            loss = loss + self.spec.palette.weight * term
+        if self.spec.training.contrast_weight > 0:
+            spread = contrast(frames)
+            self.terms["contrast"] = float(spread.detach())
+            loss = loss - self.spec.training.contrast_weight * spread
+        if self.perceptual is not None and self.spec.training.perceptual_weight > 0:
+            # one frame of each pair of consecutive frames: they are nearly alike, and VGG is the costly part
+            term = self.perceptual(frames[0::2] if frames.shape[0] >= 2 else frames)
+            self.terms["perceptual"] = float(term.detach())
+            loss = loss + self.spec.training.perceptual_weight * term
+        return loss
+
+    def _finish(self, frames: torch.Tensor, loss: torch.Tensor, sims: dict[str, float], *,
+                audio_change: torch.Tensor | None, keep: tuple[float, float] | None
+                ) -> tuple[torch.Tensor, dict[str, float], float]:
+        """Adds smoothness, reactivity and the collapse guard."""
+        t = self.spec.training
         smooth = detail(frames)
         pairs = frames.shape[0] >= 2
         change = (frames[0::2] - frames[1::2]).abs().mean(dim=(1, 2, 3)) if pairs else frames.new_zeros(1)
         temporal = reactivity(change, audio_change) if pairs and audio_change is not None else frames.new_zeros(())
         loss = loss + t.temporal_weight * temporal + t.smoothness_weight * smooth
-        if self.perceptual is not None and t.perceptual_weight > 0:  # one frame of each pair: they are alike
-            loss = loss + t.perceptual_weight * self.perceptual(frames[0::2] if pairs else frames)
         if keep is not None and t.collapse_weight > 0:
             guard = torch.relu(math.log(KEEP * keep[0]) - torch.log(smooth + 1e-6))
             if pairs:
                 guard = guard + torch.relu(math.log(KEEP * keep[1]) - torch.log(change.mean() + 1e-6))
             loss = loss + t.collapse_weight * guard
-        names = self.prompts + [f"not: {n}" for n in self.negatives]
-        return loss, {n: float(s) for n, s in zip(names, sims.detach().cpu())}, float(temporal.detach())
+        return loss, sims, float(temporal.detach())
+
+
+def contrast(frames: torch.Tensor) -> torch.Tensor:
+    """Mean over frames [B, 3, H, W] of the spread (std) of OKLab lightness, each capped at CONTRAST_CAP."""
+    lightness = srgb_to_oklab(frames.permute(0, 2, 3, 1).float())[..., 0]
+    return lightness.flatten(1).std(dim=1).clamp(max=CONTRAST_CAP).mean()
 
 
 def detail(frames: torch.Tensor) -> torch.Tensor:
@@ -251,15 +306,30 @@ def untrained_reference(spec: StyleSpec, encoder: InputEncoder, spatial: torch.T
                         size: tuple[int, int], device: torch.device) -> tuple[float, float]:
     """(detail, mean pair change) of the untrained network of this seed on a fixed sample: what `keep` guards.
 
-    Rebuilt from the seed, so a resumed run gets the same reference.
+    Rebuilt from the seed, so a resumed run gets the same reference. When training pulls toward a palette,
+    the reference frames are first snapped to their nearest palette colours: the detail the same picture
+    has in the palette's colours, which the palette term can reach (the untrained network's rainbow noise
+    has more than any picture of three or five colours).
     """
-    model = build_model(spec.network, encoder, seed=spec.training.seed).to(device)
+    palette = spec.resolved_palette()
+    model = build_model(spec.network, encoder, seed=spec.training.seed, gradient=gradient_of(palette)).to(device)
     positions, features, channels = sampler.sample(8, torch.Generator().manual_seed(spec.training.seed + 2))
     with torch.no_grad():
         frames = model(spatial, encoder.temporal(positions.to(device), features.to(device), channels.to(device)))
+        if palette is not None and spec.palette_trains:
+            frames = nearest_colours(frames, palette)
         frames = frames.view(-1, size[1], size[0], 3).permute(0, 3, 1, 2)
         change = (frames[0::2] - frames[1::2]).abs().mean()
     return max(float(detail(frames)), 1e-4), max(float(change), 1e-4)
+
+
+def nearest_colours(rgb: torch.Tensor, palette: Palette) -> torch.Tensor:
+    """Each colour of rgb [..., 3] replaced by the palette colour nearest to it in OKLab."""
+    lab = srgb_to_oklab(rgb.reshape(-1, 3).float(), floor=0.0)
+    target = torch.tensor(palette.oklab(), dtype=lab.dtype, device=lab.device)
+    index = torch.cdist(lab, target).argmin(dim=1)
+    colours = torch.tensor(palette.srgb(), dtype=rgb.dtype, device=rgb.device)
+    return colours[index].reshape(rgb.shape)
 
 
 def lr_factor(step: int, *, warmup: int, total: int) -> float:
@@ -293,11 +363,12 @@ class StepLogger:
                           eta_s=round(rate * (total - record.step), 1), trained_guidance=self.trained_guidance)
 
 
-def optimise(spec: StyleSpec, guide: Guide, timelines: Sequence[FeatureTimeline], *, device: torch.device,
+def optimise(spec: StyleSpec, guide: Guide | None, timelines: Sequence[FeatureTimeline], *, device: torch.device,
              checkpoint_dir: Path | None, on_step: OnStep | None = None,
              should_stop: Callable[[], bool] | None = None,
              perceptual: torch.nn.Module | None = None) -> TrainingResult:
-    """Train a CPPN for `spec`; resumes from `checkpoint_dir` when it holds a checkpoint of the same style.
+    """Train a CPPN for `spec` (no `guide`: clip_model = "none"); resumes from `checkpoint_dir` when it holds a
+    checkpoint of the same style.
 
     `perceptual` (daemon.perceptual.load_perceptual) is needed when `training.perceptual_weight` > 0.
     """
@@ -321,13 +392,14 @@ def _deterministic(enabled: bool) -> Iterator[None]:
         torch.use_deterministic_algorithms(before)
 
 
-def _optimise(spec: StyleSpec, guide: Guide, timelines: Sequence[FeatureTimeline], *, device: torch.device,
+def _optimise(spec: StyleSpec, guide: Guide | None, timelines: Sequence[FeatureTimeline], *, device: torch.device,
               checkpoint_dir: Path | None, on_step: OnStep | None,
               should_stop: Callable[[], bool] | None, perceptual: torch.nn.Module | None) -> TrainingResult:
     t = spec.training
     dims = spec.audio.embedding_dims
     encoder = InputEncoder(spec.encoder, len(columns_for(spec.audio.features, embedding_dims=dims)))
-    model = build_model(spec.network, encoder, seed=t.seed).to(device)
+    palette = spec.resolved_palette()
+    model = build_model(spec.network, encoder, seed=t.seed, gradient=gradient_of(palette)).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=t.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: lr_factor(s, warmup=t.lr_warmup, total=t.iterations))
@@ -337,7 +409,8 @@ def _optimise(spec: StyleSpec, guide: Guide, timelines: Sequence[FeatureTimeline
     width, height = training_size(spec)
     spatial = encoder.spatial(width, height, device=device)
     sampler = TimeSampler(timelines, spec.audio.features, embedding_dims=dims)
-    objective = Objective(spec, guide, perceptual=perceptual.to(device) if perceptual is not None else None)
+    objective = Objective(spec, guide, palette=palette,
+                          perceptual=perceptual.to(device) if perceptual is not None else None)
     pairs = max(1, t.time_points // 2)
     keep = untrained_reference(spec, encoder, spatial, sampler, size=(width, height), device=device)
     began = time.perf_counter() - elapsed
@@ -361,7 +434,8 @@ def _optimise(spec: StyleSpec, guide: Guide, timelines: Sequence[FeatureTimeline
         optimiser.step()
         schedule.step()
         record = StepRecord(step=step + 1, loss=float(loss.detach()), similarity=sims, temporal=coherence,
-                            lr=optimiser.param_groups[0]["lr"], seconds=time.perf_counter() - began)
+                            lr=optimiser.param_groups[0]["lr"], seconds=time.perf_counter() - began,
+                            terms=dict(objective.terms))
         history.append(record)
         if on_step:
             on_step(record, t.iterations)
@@ -383,7 +457,8 @@ def _save_checkpoint(folder: Path | None, spec: StyleSpec, model: CPPN, optimise
         "style_id": spec.style_id, "step": step, "seconds": seconds,
         "model": model.state_dict(), "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
         "generator": generator.get_state(),
-        "history": [[r.step, r.loss, list(r.similarity.items()), r.temporal, r.lr, r.seconds] for r in history],
+        "history": [[r.step, r.loss, list(r.similarity.items()), r.temporal, r.lr, r.seconds, list(r.terms.items())]
+                    for r in history],
     }
     tmp = folder / f".{CHECKPOINT_FILE}.tmp"
     torch.save(state, tmp)
@@ -406,9 +481,9 @@ def _resume(folder: Path | None, spec: StyleSpec, model: CPPN, optimiser: torch.
     optimiser.load_state_dict(state["optimiser"])
     schedule.load_state_dict(state["schedule"])
     generator.set_state(state["generator"])
-    for step, loss, sims, temporal, lr, seconds in state["history"]:
+    for step, loss, sims, temporal, lr, seconds, *terms in state["history"]:  # terms: since palettes
         history.append(StepRecord(int(step), float(loss), {str(k): float(v) for k, v in sims}, float(temporal),
-                                  float(lr), float(seconds)))
+                                  float(lr), float(seconds), {str(k): float(v) for k, v in (terms[0] if terms else [])}))
     return int(state["step"]), float(state["seconds"])
 
 

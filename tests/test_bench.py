@@ -56,8 +56,11 @@ def test_end_to_end_memory_training_features_encoder(bench):
     assert len(renders) == 2 and all(number(r["total_s"]) and number(r["peak_rss_mb"]) for r in renders)
     memory = [row for row in result["end_to_end"] if row.get("summary") == "memory"]
     assert len(memory) == 1 and number(memory[0]["rss_ratio"])
-    assert [row["clip_model"] for row in result["training"]] == ["afx-tiny"]
+    assert [row["clip_model"] for row in result["training"]] == ["afx-tiny", "none"]
     assert number(result["training"][0]["steps_per_s"])
+    no_clip = result["training"][1]  # the style without CLIP: timed, and its whole default training estimated
+    assert number(no_clip["default_iterations_s"]) and no_clip["iterations"] == 3 and no_clip["resolution"] == 48
+    assert any(t["target"].startswith("cpu style without CLIP") for t in result["targets"])
     assert {row["set"] for row in result["features"]} == {"fft", "mfcc_chroma"}
     assert all(number(row["x_realtime"]) for row in result["features"])
     assert number(result["encoder"][0]["fps"])

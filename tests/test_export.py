@@ -19,11 +19,12 @@ import torch
 
 from daemon.audio.features import CHANNELS, FeatureTimeline
 from daemon.cli import main
-from daemon.cppn import ACTIVATIONS, CPPNConfig, EncoderConfig, InputEncoder
+from daemon.cppn import ACTIVATIONS, COLOUR_FUNCTIONS, CPPNConfig, EncoderConfig, InputEncoder
 from daemon.export.browser import Browser, find_chromium
 from daemon.export.glsl import (
     GLSL_ACTIVATIONS, GLSL_COLOUR_MODES, blocks, network_layers, pack_weights, shader_source, uniform_name,
 )
+from daemon.palette import explicit_palette
 from daemon.render import RenderSettings, render_frames
 from daemon.style import random_style
 
@@ -69,19 +70,22 @@ def torch_frame(style, features: np.ndarray, channels: np.ndarray, *, frame: int
 
 # ── without a browser ────────────────────────────────────────────────────────────────────────────────────
 
-@pytest.mark.parametrize("designed", [True, False], ids=["with-channels", "old-style-without"])
-def test_channels_describe_what_the_encoder_computes(designed):
+@pytest.mark.parametrize("designed, symmetry", [(True, {}), (False, {}), (True, {"fold": 5}),
+                                               (True, {"mirror": "x"}), (True, {"fold": 3, "mirror": "xy"})],
+                         ids=["with-channels", "old-style-without", "fold", "mirror", "fold-and-mirror"])
+def test_channels_describe_what_the_encoder_computes(designed, symmetry):
     """The description the shader is generated from equals `spatial` and `temporal`, channel by channel,
-    with the pulse/motion channels (non-default strengths) and without them (style folders saved before them).
+    with the pulse/motion channels (non-default strengths) and without them (style folders saved before them),
+    and with the fold and mirror symmetries (whose steps are channels not fed to the network).
     A channel added to the encoder but not to `channels()` fails here."""
     enc = InputEncoder(EncoderConfig(coord_scale=1.7, time_scale=2.5, feature_scale=0.75, channels=designed,
-                                     pulse=2.5, motion=3.0, motion_speed=0.7), n_features=5)
+                                     pulse=2.5, motion=3.0, motion_speed=0.7, **symmetry), n_features=5)
     feats = np.array([0.3, -0.9, 0.0, 0.55, 1.0], dtype=np.float32)
     designed_rows = np.array([0.8, 37.25, 0.6], dtype=np.float32)  # pulse, drift (s), level
     described = evaluate_channels(enc, width=21, height=13, position=0.37, features=feats, channels=designed_rows)
-    assert len(described) == enc.n_spatial + enc.n_temporal
-    pixel = [c.name for c in enc.channels() if c.per == "pixel"]
-    frame = [c.name for c in enc.channels() if c.per == "frame"]
+    assert sum(c.fed for c in enc.channels()) == enc.n_spatial + enc.n_temporal
+    pixel = [c.name for c in enc.channels() if c.per == "pixel" and c.fed]
+    frame = [c.name for c in enc.channels() if c.per == "frame" and c.fed]
     assert len(pixel) == enc.n_spatial and len(frame) == enc.n_temporal
     spatial = enc.spatial(21, 13, dtype=torch.float64).numpy().reshape(13, 21, -1)
     for i, name in enumerate(pixel):
@@ -96,7 +100,12 @@ def test_channels_describe_what_the_encoder_computes(designed):
 
 def test_every_activation_and_colour_mode_has_a_glsl_form():
     assert set(GLSL_ACTIVATIONS) == set(ACTIVATIONS)
-    assert random_style(1).model.colour_mode in GLSL_COLOUR_MODES
+    assert set(GLSL_COLOUR_MODES) == set(COLOUR_FUNCTIONS.values())
+    palette = explicit_palette(["navy", "teal", "gold"], [2, 1, 1])
+    source = shader_source(random_style(1, network=CPPNConfig(width=8, depth=2, color_mode="palette"), palette=palette,
+                                        encoder=EncoderConfig(fold=6)), weights="inline")
+    assert "vec3 afx_gradient(float s)" in source and "return afx_gradient(" in source
+    assert "float angle = atan(y0, x0);" in source and "vec4 in_0 = vec4(x, y, r, t);" in source
 
 
 def test_packed_weights_evaluate_to_the_network():
@@ -200,6 +209,21 @@ def test_shader_matches_torch_for_a_random_style(weights):
             still = torch_frame(style, feats, np.zeros(3, np.float32), frame=frame, n_frames=11, width=64, height=36)
             assert psnr(got, still) < MIN_PSNR - 5, "the channels must change the picture"
         assert got.std() > 10, "a picture, not a flat field"
+
+
+@needs_chromium
+@pytest.mark.parametrize("mode, encoder", [("palette", EncoderConfig(fold=6, coord_scale=2.0)),
+                                           ("hsv", EncoderConfig(mirror="xy"))], ids=["palette-fold", "hsv-mirror"])
+def test_shader_matches_torch_in_the_other_colour_modes_and_symmetries(mode, encoder):
+    """The palette gradient and HSV colour steps and the fold/mirror inputs, in GLSL as in torch."""
+    from daemon.export.webgl import ShaderFrames
+
+    palette = explicit_palette(["#0b1d51", "#2ec4b6", "#f4d35e", "#ee6c4d"], [1, 2, 1, 1])
+    style = random_style(8, network=CPPNConfig(width=16, depth=3, color_mode=mode), encoder=encoder, palette=palette)
+    with ShaderFrames(style, weights="uniform") as shader:
+        got = shader.frame(64, 36, position=0.4, features=FEATURE_ROWS[0], channels=CHANNEL_ROWS[0])
+        expected = torch_frame(style, FEATURE_ROWS[0], CHANNEL_ROWS[0], frame=4, n_frames=11, width=64, height=36)
+        assert psnr(got, expected) >= MIN_PSNR and got.std() > 10
 
 
 @needs_chromium

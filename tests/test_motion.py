@@ -128,12 +128,16 @@ def test_afx_evaluate_writes_the_table_and_contact_sheets(tmp_path, make_wav):
     doc = tmp_path / "ART.md"
     doc.write_text("# Art\n\nintro\n\n<!-- afx evaluate: begin -->\nold\n<!-- afx evaluate: end -->\n\noutro\n")
     art = tmp_path / "art"
-    assert main(["evaluate", "--style", "random:1", "--tracks", str(track), "--seconds", "2", "--size", "64x36",
-                 "--doc", str(doc), "--art", str(art)]) == 0
+    assert main(["evaluate", "--style", "random:1", "--style", "random:2?palette=neon&mode=palette", "--tracks",
+                 str(track), "--seconds", "2", "--size", "64x36", "--doc", str(doc), "--art", str(art)]) == 0
     text = doc.read_text()
     assert text.startswith("# Art\n\nintro\n") and text.rstrip().endswith("outro") and "\nold\n" not in text
     assert "| random-1 | music |" in text and "| random-1 | music at -90 dB |" in text
     rows = json.loads((art / "evaluate.json").read_text())["rows"]
+    # palette match: judged for the style with a palette (its palette mode holds only palette colours), n/a else
+    assert {r["palette_met"] for r in rows if r["style"] == "random-1"} == {None}
+    assert all(r["metrics"]["palette_match"] >= 0.7 and r["palette_met"] for r in rows if r["style"] != "random-1")
+    assert "palette match ≥ 0.7: 2/2" in text
     silent = next(r for r in rows if r["silent"])
     assert silent["silence_share"] is not None and silent["silence_met"] == (silent["silence_share"] <= 0.1)
     sheet = art / "random-1.jpg"

@@ -78,6 +78,17 @@ def test_training_with_the_term_lowers_it(perceptual: Perceptual, one_thread: No
     assert with_term < 0.5 * without, (with_term, without)
 
 
+def test_the_term_needs_no_clip(perceptual: Perceptual, one_thread: None) -> None:
+    """clip_model = "none": no guide at all, the perceptual term beside the weight-free ones, recorded per step."""
+    spec = parse_spec({"prompts": ["fiery reds and oranges"], "network": {"width": 16, "depth": 2},
+                       "training": {"clip_model": "none", "iterations": 4, "resolution": 32, "time_points": 2,
+                                    "perceptual_weight": 1.0},
+                       "render": {"width": 64, "height": 36, "fps": 10}}, path=None, name="free")
+    result = optimise(spec, None, [], device=torch.device("cpu"), checkpoint_dir=None, perceptual=perceptual)
+    assert len(result.history) == 4
+    assert all(r.terms["perceptual"] > 0 and "palette" in r.terms for r in result.history)
+
+
 def test_weight_zero_changes_no_style_id(tmp_path: Path) -> None:
     plain = load_spec(spec_file(tmp_path, "a"))
     zero = load_spec(spec_file(tmp_path, "b", extra="perceptual_weight = 0.0\n"))
