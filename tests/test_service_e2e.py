@@ -574,7 +574,7 @@ def test_the_service_writes_a_sweeps_comparison_as_afx_train_does(service: Servi
                      + '[sweep]\n"network.width" = [8, 16]\n')
     service.track("song.wav")
     service.start()
-    service.wait(lambda: service.states("train") == ["done", "done"] and all_done(service, 2)(), timeout=150,
+    service.wait(lambda: service.states("train") == ["done", "done"] and all_done(service, 2)(), timeout=300,
                  what="two variants trained and rendered")
     out = service.root / "library" / "_sweeps" / "sw"
     service.wait(lambda: (out / "comparison.json").is_file() and all(
