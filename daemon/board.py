@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from daemon.atomic import atomic_path, atomic_write_text
 from daemon.library import Library
+from daemon.ratings import read_rating, stars_text
 from daemon.report import write_json_atomic
 from daemon.spec import NO_CLIP
 
@@ -94,8 +95,7 @@ def _card(meta: dict[str, Any], folder: Path, root: Path) -> str:
     negatives = "".join(f"<div class=\"prompt neg\">not “{html.escape(p['text'])}”</div>"
                         for p in spec.get("negative_prompts", []))
     weight_free = guidance.get("clip_model") == NO_CLIP  # no guide, so nothing untrained
-    warn = "" if guidance.get("trained_guidance") or weight_free else \
-        " <span class=\"warn\">untrained guidance model</span>"
+    warn = "" if _guided_or_weight_free(guidance) else " <span class=\"warn\">untrained guidance model</span>"
     sim = training.get("mean_similarity")
     preview = (folder / "preview.png").relative_to(root).as_posix()
     guide = ("no CLIP (weight-free terms)" if weight_free else
@@ -109,10 +109,13 @@ def _card(meta: dict[str, Any], folder: Path, root: Path) -> str:
             f"{_rating_line(folder)}</div></div>")
 
 
+def _guided_or_weight_free(guidance: dict[str, Any]) -> bool:
+    """False only for a style whose CLIP guidance model was untrained (afx-tiny, pretrained = "none")."""
+    return bool(guidance.get("trained_guidance")) or guidance.get("clip_model") == NO_CLIP
+
+
 def _rating_line(folder: Path) -> str:
     """The style's rating from the dashboard (daemon.ratings), when it has one."""
-    from daemon.ratings import read_rating, stars_text
-
     rating = read_rating(folder)
     if rating is None:
         return ""
@@ -129,30 +132,52 @@ def write_mood_board(library: Library) -> Path:
     return atomic_write_text(root / "index.html", _page("afx style library", body))
 
 
-def write_sweep_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: str) -> dict[str, Path]:
+#: a sweep row's columns after the preview and the variant: (row key, heading, digits); "—" where a value is
+#: absent (palette_match before palettes, CLIP similarity without trained guidance, an untrained variant)
+SWEEP_COLUMNS = (
+    ("clip_similarity", "CLIP similarity", 4), ("palette_match", "palette match", 3),
+    ("temporal_ssim_mean", "temporal SSIM", 3), ("onset_alignment", "onset alignment", 3),
+    ("motion_energy", "motion /s", 1), ("detail", "detail", 2), ("loud_quiet_contrast", "loud/quiet", 2),
+    ("onset_correlation", "onset corr.", 3), ("seconds", "training s", 1), ("render_fps", "render fps", 1),
+)
+
+
+def write_sweep_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: str, clip: str = "") -> dict[str, Path]:
     """comparison.json, comparison.html and contact_sheet.png for the variants of one sweep.
 
-    Each row: name, variant, folder (style folder with preview.png), similarity, seconds, temporal_ssim_mean,
-    clip_model, trained_guidance.
+    Each row: name, variant, id, folder (style folder with preview.png), trained, and for a trained variant
+    clip_model, trained_guidance, audio (what the clip was rendered on) and SWEEP_COLUMNS' keys. `clip` says
+    how the clips were rendered (shown under the title).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = write_json_atomic(out_dir / "comparison.json", {"title": title, "variants": list(rows)})
-    head = "".join(f"<th>{h}</th>" for h in ("preview", "variant", "CLIP", "similarity", "training s", "temporal SSIM",
-                                            *METRIC_LABELS.values()))
-    lines = []
-    for row in rows:
-        preview = os.path.relpath(Path(row["folder"]) / "preview.png", out_dir)
-        warn = "" if row.get("trained_guidance") else " <span class=\"warn\">untrained guidance</span>"
-        lines.append(f"<tr><td><img src=\"{html.escape(preview)}\" width=\"360\"></td>"
-                     f"<td>{html.escape(row['variant'] or row['name'])}{warn}</td><td>{html.escape(str(row['clip_model']))}</td>"
-                     f"<td>{_fmt(row.get('similarity'))}</td><td>{_fmt(row.get('seconds'), 1)}</td>"
-                     f"<td>{_fmt(row.get('temporal_ssim_mean'))}</td>"
-                     + "".join(f"<td>{_fmt(row.get(k), 3)}</td>" for k in METRIC_LABELS) + "</tr>")
+    json_path = write_json_atomic(out_dir / "comparison.json", {"title": title, "clip": clip, "variants": list(rows)})
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ("preview", "variant", "guidance",
+                                                          *(label for _, label, _ in SWEEP_COLUMNS)))
+    lines = [_sweep_row(row, out_dir) for row in rows]
+    audio = sorted({str(r["audio"]) for r in rows if r.get("audio")})
+    note = (f"<p class=\"meta\">Each variant's clip: {html.escape(clip)}, on {html.escape(', '.join(audio))}. "
+            "Metrics as in docs/ART.md; detail = mean neighbouring-pixel difference in gray levels; render fps "
+            "= frames per second of rendering alone at that size; CLIP similarity only where the guidance model "
+            "was trained.</p>") if audio else ""
     html_path = atomic_write_text(out_dir / "comparison.html",
-                                   _page(title, f"<table><tr>{head}</tr>{''.join(lines)}</table>"))
-    sheet_path = contact_sheet([(Path(r["folder"]) / "preview.png", r["variant"] or r["name"]) for r in rows],
+                                  _page(title, f"{note}<table><tr>{head}</tr>{''.join(lines)}</table>"))
+    trained = [r for r in rows if r.get("trained") and (Path(r["folder"]) / "preview.png").is_file()]
+    sheet_path = contact_sheet([(Path(r["folder"]) / "preview.png", r["variant"] or r["name"]) for r in trained],
                                out_dir / "contact_sheet.png")
     return {"json": json_path, "html": html_path, "sheet": sheet_path}
+
+
+def _sweep_row(row: dict[str, Any], out_dir: Path) -> str:
+    label = html.escape(row["variant"] or row["name"])
+    if not row.get("trained"):
+        return (f"<tr><td class=\"meta\">not trained yet</td><td>{label}</td>"
+                + "<td>—</td>" * (1 + len(SWEEP_COLUMNS)) + "</tr>")
+    preview = os.path.relpath(Path(row["folder"]) / "preview.png", out_dir)
+    warn = "" if _guided_or_weight_free(row) else " <span class=\"warn\">untrained guidance</span>"
+    guide = "none (weight-free)" if row.get("clip_model") == NO_CLIP else str(row.get("clip_model"))
+    return (f"<tr><td><img src=\"{html.escape(preview)}\" width=\"360\"></td><td>{label}{warn}</td>"
+            f"<td>{html.escape(guide)}</td>"
+            + "".join(f"<td>{_fmt(row.get(key), digits)}</td>" for key, _, digits in SWEEP_COLUMNS) + "</tr>")
 
 
 def contact_sheet(items: Sequence[tuple[Path, str]], path: Path, *, width: int = 576) -> Path:
@@ -176,4 +201,4 @@ def contact_sheet(items: Sequence[tuple[Path, str]], path: Path, *, width: int =
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
+    return "—" if not isinstance(value, (int, float)) or isinstance(value, bool) else f"{value:.{digits}f}"

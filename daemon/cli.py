@@ -26,7 +26,7 @@ from daemon.logs import configure_logging, get_logger
 from daemon.naming import settings_tag, track_video
 from daemon.ratings import read_rating, stars_text
 from daemon.service.status import retry_jobs, status_snapshot
-from daemon.spec import StyleSpec, load_spec, load_specs
+from daemon.spec import StyleSpec, default_name, load_spec, load_specs
 from daemon.tracks import inbox_references
 
 if TYPE_CHECKING:  # torch and the like: each command imports them when it runs (docs/ARCHITECTURE.md, Imports)
@@ -255,25 +255,9 @@ def _train_one(spec: StyleSpec, config: ServiceConfig, *, library: Library, inbo
 
 
 def _sweep_report(path: Path, variants: list[Any], library: Any, config: ServiceConfig, inbox: list[Path]) -> None:
-    from daemon.board import write_sweep_report
-    from daemon.library import safe_name
-    from daemon.pipeline import clip_metrics, comparison_timeline
-    from daemon.style import Style
+    from daemon.pipeline import sweep_comparison  # torch
 
-    rows = []
-    for spec in variants:
-        style = Style.load(library.folder_for(spec.name, spec.style_id))
-        timeline = comparison_timeline(spec, ctx=audio_context(config), fallback=inbox, style=style)
-        metrics = clip_metrics(style, timeline)
-        rows.append({"name": spec.name, "variant": spec.variant, "id": spec.style_id, "folder": str(style.folder),
-                     "similarity": style.training.get("mean_similarity"), "seconds": style.training.get("seconds"),
-                     "temporal_ssim_mean": metrics.get("temporal_ssim_mean"),
-                     **{k: metrics.get(k) for k in ("motion_energy", "onset_alignment", "loud_quiet_contrast",
-                                                    "onset_correlation")},
-                     "clip_model": style.guidance.get("clip_model"),
-                     "trained_guidance": style.guidance.get("trained_guidance", False)})
-    out = library.root / "_sweeps" / safe_name(path.name.split(".")[0])
-    pages = write_sweep_report(rows, out, title=f"sweep: {path.name}")
+    pages = sweep_comparison(default_name(path), variants, library=library, ctx=audio_context(config), fallback=inbox)
     print(f"sweep comparison → {pages['html']} (+ {pages['json'].name}, {pages['sheet'].name})")
 
 
@@ -307,6 +291,14 @@ def cmd_library(args: argparse.Namespace, config: ServiceConfig) -> int:
 def cmd_models_fetch(args: argparse.Namespace, config: ServiceConfig) -> int:
     from daemon.guidance import fetch_weights
 
+    if args.model.lower() == "vgg16":  # the perceptual term's weights (training.perceptual_weight)
+        from daemon.perceptual import fetch_vgg
+
+        print(f"vgg16 (torchvision IMAGENET1K_V1) is in the models cache: {fetch_vgg(config.path('models'))}")
+        return 0
+    if args.tag is None:
+        raise AfxError(f"say which pretrained weights of {args.model} to fetch",
+                       hint=f"e.g. afx models fetch {args.model} openai (the tags are open_clip's)")
     folder = fetch_weights(args.model, args.tag, cache_dir=config.path("models"))
     print(f"{args.model} ({args.tag}) is in the models cache {folder}")
     return 0
@@ -438,8 +430,6 @@ def _shipped_styles(config: ServiceConfig, library: Any, *, device: str) -> list
     """The default set of the specs folder (every spec but CLIP ones still waiting for their weights), each
     trained first when the library lacks it, as the service would train it."""
     from daemon.guidance import guide_ready
-    from daemon.tracks import inbox_references
-    from daemon.spec import load_specs
     from daemon.style import Style
 
     styles = []
@@ -516,11 +506,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_library)
 
-    p = sub.add_parser("models", help="CLIP weights in the models cache")
+    p = sub.add_parser("models", help="CLIP and VGG16 weights in the models cache")
     models_sub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    p = models_sub.add_parser("fetch", help="download open_clip weights into the models cache (needs network)")
-    p.add_argument("model", help="open_clip model name, e.g. ViT-B-32")
-    p.add_argument("tag", help="pretrained tag, e.g. openai")
+    p = models_sub.add_parser("fetch", help="download open_clip weights, or VGG16's for training.perceptual_weight, "
+                                            "into the models cache (needs network)")
+    p.add_argument("model", help="open_clip model name, e.g. ViT-B-32; or vgg16")
+    p.add_argument("tag", nargs="?", help="open_clip pretrained tag, e.g. openai (not for vgg16)")
     p.set_defaults(func=cmd_models_fetch)
 
     p = sub.add_parser("run", help="the service: watch inbox/ and specs/, train and render everything assigned")

@@ -8,17 +8,20 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from urllib.parse import parse_qsl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon.atomic import atomic_write_text
+from daemon.cppn_config import CPPNConfig, EncoderConfig
 from daemon.errors import StyleError
 from daemon.naming import MAX_STYLE_BYTES, component
+from daemon.palette import Palette, explicit_palette, palette_from_words
 from daemon.spec import upgraded_id
+from daemon.tables import from_table, nearest
 
 if TYPE_CHECKING:
-    from daemon.palette import Palette
     from daemon.style import Style
 
 STYLE_FILE = "style.json"  # a folder holding one is a style version (daemon.style writes and reads it)
@@ -142,11 +145,7 @@ RANDOM_SETTINGS = {"zoom": ("encoder", "coord_scale"), "detail": ("network", "sp
 def random_from_ref(ref: str) -> Style:
     """`random:SEED` or `random:SEED?zoom=3&detail=6&fold=6&mirror=x&palette=neon&mode=palette` (docs/ART.md):
     an untrained style of that seed with those settings; its name carries them (random-7_zoom-3_fold-6)."""
-    from urllib.parse import parse_qsl
-
-    from daemon.cppn import CPPNConfig, EncoderConfig
     from daemon.style import random_style  # torch, as in Library.load
-    from daemon.tables import from_table, nearest
 
     seed_text, _, query = ref.removeprefix("random:").partition("?")
     if not seed_text.lstrip("-").isdigit():
@@ -173,8 +172,6 @@ def random_from_ref(ref: str) -> Style:
 
 def random_palette(value: str, *, ref: str) -> Palette:
     """`palette=`: colour words ("neon", "muted earth tones") or colours separated by commas (names or hex)."""
-    from daemon.palette import explicit_palette, palette_from_words
-
     try:
         if "," in value:
             return explicit_palette([c if not re.fullmatch(r"[0-9a-fA-F]{6}", c) else f"#{c}"

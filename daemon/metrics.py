@@ -10,6 +10,9 @@ Visual change is the mean absolute difference of consecutive grayscale frames do
 - loud/quiet contrast: mean visual change in the loudest 20 % of frames over that in the quietest 20 %;
 - onset correlation: Pearson correlation of visual change with onset strength (scale-free: a nearly still
   video can score high, so it is never read alone).
+- detail: mean absolute difference of horizontally and vertically neighbouring pixels (summed), on the same
+  gray copy, averaged over every frame, in gray levels: 0 for a flat field, high for fine structure. It
+  depends on the frame size (the copy is at most 256 px wide), so compare it between videos of one size.
 """
 
 from __future__ import annotations
@@ -73,9 +76,11 @@ class TemporalMetrics:
         self._index = 0  # index of the next frame fed
         self.change: list[float] = []  # change[i] = visual change from frame i to i + 1, gray levels
         self.ssim: list[float] = []
+        self.detail_sum = 0.0  # sum over frames of each frame's detail, gray levels
 
     def update(self, frames: torch.Tensor) -> None:
         gray = to_gray_small(frames)
+        self.detail_sum += float(detail(gray).sum()) * 255.0
         seq = gray if self._prev is None else torch.cat([self._prev, gray])
         if seq.shape[0] >= 2:
             prev, curr = seq[:-1], seq[1:]
@@ -101,7 +106,15 @@ class TemporalMetrics:
             "onset_alignment": _round(onset_alignment(change, onset)),
             "loud_quiet_contrast": _round(None if level is None else loud_quiet_contrast(change, level)),
             "onset_correlation": onset_correlation(change, onset),
+            "detail": _round(self.detail_sum / self._index) if self._index else None,
         }
+
+
+def detail(gray: torch.Tensor) -> torch.Tensor:
+    """Per frame [N] of gray frames [N, 1, H, W] in [0, 1]: mean |horizontal step| + mean |vertical step|."""
+    across = (gray[..., :, 1:] - gray[..., :, :-1]).abs().mean(dim=(1, 2, 3)) if gray.shape[-1] > 1 else 0
+    down = (gray[..., 1:, :] - gray[..., :-1, :]).abs().mean(dim=(1, 2, 3)) if gray.shape[-2] > 1 else 0
+    return gray.new_zeros(gray.shape[0]) + across + down
 
 
 def _round(value: float | None, digits: int = 5) -> float | None:

@@ -18,6 +18,7 @@ This module owns colour; it never trains or renders (torch is imported only by t
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -211,8 +212,6 @@ def parse_colour(text: str) -> str:
     key = value.removeprefix("xkcd:").replace("_", " ").replace("-", " ")
     if key in names:
         return names[key]
-    import difflib
-
     close = difflib.get_close_matches(key, list(names), n=3, cutoff=0.6)
     raise ValueError(f"{text!r} is not a colour: write #rrggbb or a colour name"
                      + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""))

@@ -10,6 +10,7 @@ tracks are references by `daemon.tracks`, a trained style's previews and curves 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -26,14 +27,14 @@ from daemon.audio.decode import ANALYSIS_RATE, Track, decode_audio
 from daemon.audio.embeddings import (EmbeddingPlan, Reduction, TrackAudio, TrackEmbeddings, embedding_sets,
                                      fit_reductions, plan_for_style)
 from daemon.audio.features import FeatureTimeline, extract_features
-from daemon.board import write_mood_board
+from daemon.board import write_mood_board, write_sweep_report
 from daemon.config import Limits, ServiceConfig
 from daemon.encode import EncodeSettings, VideoWriter, verify_video
 from daemon.errors import AfxError, RenderError, TrackRemoved, storage_errors
 from daemon.export.player import check_player_path, write_player
 from daemon.guidance import load_guide
 from daemon.highlight import best_window
-from daemon.library import Library
+from daemon.library import Library, safe_name
 from daemon.logs import Logger, get_logger
 from daemon.metrics import TemporalMetrics
 from daemon.palette import PaletteMatch
@@ -254,6 +255,11 @@ def train_style(spec: StyleSpec, *, library: Library, ctx: AudioContext = AudioC
     guidance = guide.describe() if guide is not None else {"clip_model": NO_CLIP, "pretrained": None,
                                                           "trained_guidance": False}
     trained_guidance = bool(guidance["trained_guidance"])
+    perceptual = None
+    if spec.training.perceptual_weight > 0:  # independent of CLIP: VGG16 from the same models cache
+        from daemon.perceptual import load_perceptual
+
+        perceptual = load_perceptual(models_dir, device=torch_device, allow_download=allow_download)
     paths = reference_paths(spec, reference_tracks)
     warnings = []
     if missing := missing_references(spec):
@@ -268,7 +274,8 @@ def train_style(spec: StyleSpec, *, library: Library, ctx: AudioContext = AudioC
              trained_guidance=trained_guidance, iterations=spec.training.iterations, device=str(torch_device),
              reference_tracks=len(timelines))
     result = optimise(spec, guide, timelines, device=torch_device, checkpoint_dir=checkpoint_dir,
-                      on_step=StepLogger(log, on_step, trained_guidance=trained_guidance), should_stop=should_stop)
+                      on_step=StepLogger(log, on_step, trained_guidance=trained_guidance), should_stop=should_stop,
+                      perceptual=perceptual)
     final = result.final_similarity()
     palette = spec.resolved_palette()
     style = Style(name=spec.name, style_id=spec.style_id, network=spec.network, encoder=spec.encoder,
@@ -298,7 +305,7 @@ def style_reductions(spec: StyleSpec, paths: Sequence[Path], *, ctx: AudioContex
                      log: Logger) -> dict[str, Reduction]:
     """The embedding reductions a style of `spec` gets: PCA over the reference tracks, else the seeded projection.
 
-    Deterministic for the same tracks, so a sweep's comparison (comparison_timeline) sees the same mapping.
+    Deterministic for the same tracks, so a sweep's comparison (comparison_clip) sees the same mapping.
     """
     if not embedding_sets(spec.audio.features):
         return {}
@@ -340,40 +347,117 @@ def reference_features(paths: Sequence[Path], spec: StyleSpec, *, ctx: AudioCont
     return found
 
 
-def comparison_timeline(spec: Any, *, ctx: AudioContext, fallback: Sequence[Path],
-                        style: Style | None = None) -> FeatureTimeline:
-    """What sweep variants are compared on: the first reference track, else a seeded walk through the prior.
-
-    Embedding sets go through `style`'s stored reductions when given, else through the same fit training did.
-    """
-    from daemon.logs import get_logger
-    from daemon.train import prior_walk
-
-    log = get_logger("afx.sweep")
-    paths = reference_paths(spec, fallback)
-    reductions = (dict(style.features.reduction or {}) if style is not None
-                  else style_reductions(spec, paths, ctx=ctx, log=log))  # the variant's own mapping, as trained
-    timelines = reference_timelines(paths[:1], spec, ctx=ctx, log=log, reductions=reductions)
-    return timelines[0] if timelines else prior_walk(spec.audio.features, n_frames=90, fps=spec.render.fps, seed=0,
-                                                     embedding_dims=spec.audio.embedding_dims)
+CLIP_FRAMES = 60  # the comparison clip: its first frames ...
+CLIP_SIZE = (160, 90)  # ... at this size, rendered on the CPU
 
 
-def clip_metrics(style: Style, timeline: FeatureTimeline, *, frames: int = 60,
-                 size: tuple[int, int] = (160, 90)) -> dict[str, Any]:
-    """Temporal SSIM and reactivity of a short low-resolution clip (for sweep comparisons)."""
-    import torch
-
-    from daemon.render import RenderSettings, render_frames
-
+def clip_metrics(style: Style, timeline: FeatureTimeline, *, frames: int = CLIP_FRAMES,
+                 size: tuple[int, int] = CLIP_SIZE) -> dict[str, Any]:
+    """The metrics of docs/ART.md on a short low-resolution clip (mood board, sweep comparisons), plus
+    `render_fps`: frames rendered per second of rendering alone (not the metrics), on the CPU at `size`."""
     n = min(frames, timeline.n_frames)
     settings = RenderSettings(width=size[0], height=size[1], fps=int(timeline.fps), device="cpu")
     metrics = TemporalMetrics(n, fps=timeline.fps)
     match = PaletteMatch(style.palette, n)
+    rendering = 0.0
+    started = time.perf_counter()
     for batch in render_frames(style, timeline, settings, device=torch.device("cpu"), stop=n):
+        rendering += time.perf_counter() - started
         metrics.update(batch)
         match.update(batch)
+        started = time.perf_counter()
     return {**metrics.result(timeline.onset[:n], level=timeline.channel_values()[:n, 2]),
-            "palette_match": match.result(), "palette": palette_colours(style)}
+            "palette_match": match.result(), "palette": palette_colours(style),
+            "render_fps": round(n / rendering, 2) if rendering > 0 else None}
+
+
+# ── sweeps ───────────────────────────────────────────────────────────────────────────────────────────────
+
+SWEEPS = "_sweeps"  # library/_sweeps/<sweep>/: comparison.html, comparison.json, contact_sheet.png
+
+
+def sweep_folder(library_root: Path, sweep: str) -> Path:
+    """library/_sweeps/<sweep>/, `sweep` being the spec file's name without .toml(.example)."""
+    return Path(library_root) / SWEEPS / safe_name(sweep)
+
+
+def sweep_comparison(sweep: str, variants: Sequence[Any], *, library: Any, ctx: AudioContext = AudioContext(),
+                     fallback: Sequence[Path] = ()) -> dict[str, Path]:
+    """The one way a sweep's comparison is made, by `afx train` and by the service: sweep_folder's
+    comparison.json, comparison.html and contact_sheet.png, one row per variant (StyleSpec) side by side.
+
+    Every trained variant's clip (CLIP_FRAMES frames at CLIP_SIZE) is rendered on the same audio: the first
+    reference track (`reference_paths(spec, fallback)`), else the seeded prior walk. A row already in the
+    folder's comparison.json for the same style id and audio is reused, so the service, which rewrites the
+    page after each variant's training, renders each variant once. Variants not in the library yet get a
+    row that says so. Returns the paths written.
+    """
+    out = sweep_folder(library.root, sweep)
+    clip = f"first {CLIP_FRAMES} frames at {CLIP_SIZE[0]}×{CLIP_SIZE[1]} on the CPU"
+    earlier = _earlier_rows(out / "comparison.json", clip=clip)
+    rows = []
+    for spec in variants:
+        row: dict[str, Any] = {"name": spec.name, "variant": spec.variant, "id": spec.style_id, "trained": False,
+                               "folder": str(library.folder_for(spec.name, spec.style_id))}
+        if library.has(spec.name, spec.style_id):
+            style = Style.load(library.folder_for(spec.name, spec.style_id))
+            audio, timeline = comparison_clip(spec, ctx=ctx, fallback=fallback, style=style)
+            reuse = earlier.get(spec.style_id)
+            measured = reuse["measured"] if reuse and reuse.get("audio") == audio else clip_metrics(style, timeline)
+            row.update(trained=True, audio=audio, measured=measured, **_comparison_fields(style, measured))
+        rows.append(row)
+    return write_sweep_report(rows, out, title=f"sweep: {sweep}", clip=clip)
+
+
+def _comparison_fields(style: Style, measured: dict[str, Any]) -> dict[str, Any]:
+    """A trained variant's columns: the clip's metrics, its training and its guidance."""
+    guidance, training = style.guidance or {}, style.training or {}
+    trained_guidance = bool(guidance.get("trained_guidance", False))
+    return {
+        "clip_model": guidance.get("clip_model"), "trained_guidance": trained_guidance,
+        "similarity": training.get("mean_similarity"),  # meaningful only with trained guidance
+        "clip_similarity": training.get("mean_similarity") if trained_guidance else None,
+        "seconds": training.get("seconds"),
+        **{k: measured.get(k) for k in MEASURED},
+    }
+
+
+#: what a sweep row shows of its clip's metrics; an earlier row without all of them is measured again
+MEASURED = ("palette_match", "temporal_ssim_mean", "onset_alignment", "motion_energy", "detail",
+            "loud_quiet_contrast", "onset_correlation", "render_fps")
+
+
+def _earlier_rows(path: Path, *, clip: str) -> dict[str, dict[str, Any]]:
+    """Rows of an earlier comparison.json by style id: trained ones, measured the same way (`clip`) with every
+    MEASURED key; nothing when the file is absent or damaged."""
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+        if table.get("clip") != clip:
+            return {}
+        return {str(r["id"]): r for r in table["variants"]
+                if isinstance(r, dict) and r.get("trained") and isinstance(r.get("measured"), dict)
+                and all(k in r["measured"] for k in MEASURED)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def comparison_clip(spec: Any, *, ctx: AudioContext, fallback: Sequence[Path],
+                    style: Style | None = None) -> tuple[str, FeatureTimeline]:
+    """What sweep variants are compared on: the first reference track, else a seeded walk through the prior;
+    returns (a label of that audio — "<file> <sha256[:12]>" — and its timeline).
+
+    Embedding sets go through `style`'s stored reductions when given, else through the same fit training did.
+    """
+    log = get_logger("afx.sweep")
+    paths = reference_paths(spec, fallback)
+    reductions = (dict(style.features.reduction or {}) if style is not None
+                  else style_reductions(spec, paths, ctx=ctx, log=log))  # the variant's own mapping, as trained
+    found = reference_features(paths[:1], spec, ctx=ctx, log=log, reductions=reductions)
+    if found:
+        track, timeline = found[0]
+        return f"{track.path.name} {track.sha256[:12]}", timeline
+    return "synthetic prior walk (seed 0)", prior_walk(spec.audio.features, n_frames=90, fps=spec.render.fps,
+                                                       seed=0, embedding_dims=spec.audio.embedding_dims)
 
 
 def _mean(values: dict[str, float]) -> float | None:

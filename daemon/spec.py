@@ -70,6 +70,8 @@ class TrainingSpec:
     collapse_weight: float = field(default=1.0, metadata=bounds(lo=0.0, hi=1000.0))  # keep detail and
     # change at >= 70 % of the untrained network's (no collapse to a flat colour)
     smoothness_weight: float = field(default=0.1, metadata=bounds(lo=0.0, hi=1000.0))  # total variation
+    perceptual_weight: float = field(default=0.0, metadata=bounds(lo=0.0, hi=1000.0))  # VGG16 feature
+    # distance of each frame from its own low-pass version (daemon/perceptual.py); 0: VGG is never loaded
     contrast_weight: float = field(default=0.0, metadata=bounds(lo=0.0, hi=1000.0))  # reward the spread of
     # lightness in each frame (OKLab L, up to CONTRAST_CAP): crisp light/dark structure instead of a mid-tone haze
     negative_weight: float = field(default=0.5, metadata=bounds(lo=0.0, hi=1000.0))  # push from negatives

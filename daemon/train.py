@@ -10,6 +10,8 @@ learns to react across a whole track and to change with the audio from one frame
     + collapse_weight · keep                                                  (no collapse to a flat field)
     + palette.weight · palette term            (daemon.palette.palette_loss; when spec.palette_trains)
     − contrast_weight · min(std of OKLab lightness per frame, CONTRAST_CAP)   (crisp light/dark structure)
+    + perceptual_weight · VGG16 distance of frames from their low-pass        (perceptual smoothness;
+                                                                               daemon/perceptual.py)
 
 With training.clip_model = "none" there is no CLIP: the first line is left out and nothing is downloaded
 or loaded; the frames are then at most NO_CLIP_RESOLUTION on the shorter side (the weight-free terms are
@@ -89,7 +91,7 @@ class StepRecord:
     temporal: float  # the reactivity term
     lr: float
     seconds: float
-    terms: dict[str, float] = field(default_factory=dict)  # the weight-free terms' values (palette, contrast)
+    terms: dict[str, float] = field(default_factory=dict)  # the weight-free terms' values (palette, contrast, perceptual)
 
 
 @dataclass
@@ -198,8 +200,9 @@ def prior_walk(sets: Sequence[str], *, n_frames: int, fps: float, seed: int,
 class Objective:
     """Text targets and the loss terms; one call scores a batch of rendered frames."""
 
-    def __init__(self, spec: StyleSpec, guide: Guide | None, *, palette: Palette | None = None) -> None:
-        self.spec, self.guide = spec, guide
+    def __init__(self, spec: StyleSpec, guide: Guide | None, *, palette: Palette | None = None,
+                 perceptual: torch.nn.Module | None = None) -> None:
+        self.spec, self.guide, self.perceptual = spec, guide, perceptual
         self.palette = palette if spec.palette_trains else None
         self.terms: dict[str, float] = {}  # the last call's weight-free terms
         self.prompts = [p.text for p in spec.prompts] if guide is not None else []
@@ -237,7 +240,7 @@ class Objective:
         return loss, {n: float(s) for n, s in zip(names, sims.detach().cpu())}
 
     def weight_free(self, frames: torch.Tensor) -> torch.Tensor:
-        """The palette and contrast terms (their values are kept in `self.terms` for the step record)."""
+        """The palette, contrast and perceptual terms (their values are kept in `self.terms` for the step record)."""
         self.terms = {}
         loss = frames.new_zeros(())
         if self.palette is not None:
@@ -248,6 +251,11 @@ class Objective:
             spread = contrast(frames)
             self.terms["contrast"] = float(spread.detach())
             loss = loss - self.spec.training.contrast_weight * spread
+        if self.perceptual is not None and self.spec.training.perceptual_weight > 0:
+            # one frame of each pair of consecutive frames: they are nearly alike, and VGG is the costly part
+            term = self.perceptual(frames[0::2] if frames.shape[0] >= 2 else frames)
+            self.terms["perceptual"] = float(term.detach())
+            loss = loss + self.spec.training.perceptual_weight * term
         return loss
 
     def _finish(self, frames: torch.Tensor, loss: torch.Tensor, sims: dict[str, float], *,
@@ -356,12 +364,19 @@ class StepLogger:
 
 def optimise(spec: StyleSpec, guide: Guide | None, timelines: Sequence[FeatureTimeline], *, device: torch.device,
              checkpoint_dir: Path | None, on_step: OnStep | None = None,
-             should_stop: Callable[[], bool] | None = None) -> TrainingResult:
+             should_stop: Callable[[], bool] | None = None,
+             perceptual: torch.nn.Module | None = None) -> TrainingResult:
     """Train a CPPN for `spec` (no `guide`: clip_model = "none"); resumes from `checkpoint_dir` when it holds a
-    checkpoint of the same style."""
+    checkpoint of the same style.
+
+    `perceptual` (daemon.perceptual.load_perceptual) is needed when `training.perceptual_weight` > 0.
+    """
+    if spec.training.perceptual_weight > 0 and perceptual is None:
+        raise TrainingError("training.perceptual_weight > 0 needs the VGG16 perceptual model",
+                            key="training.perceptual_weight", hint="load it with daemon.perceptual.load_perceptual")
     with _deterministic(device.type == "cpu"):
         return _optimise(spec, guide, timelines, device=device, checkpoint_dir=checkpoint_dir, on_step=on_step,
-                         should_stop=should_stop)
+                         should_stop=should_stop, perceptual=perceptual)
 
 
 @contextlib.contextmanager
@@ -378,7 +393,7 @@ def _deterministic(enabled: bool) -> Iterator[None]:
 
 def _optimise(spec: StyleSpec, guide: Guide | None, timelines: Sequence[FeatureTimeline], *, device: torch.device,
               checkpoint_dir: Path | None, on_step: OnStep | None,
-              should_stop: Callable[[], bool] | None) -> TrainingResult:
+              should_stop: Callable[[], bool] | None, perceptual: torch.nn.Module | None) -> TrainingResult:
     t = spec.training
     dims = spec.audio.embedding_dims
     encoder = InputEncoder(spec.encoder, len(columns_for(spec.audio.features, embedding_dims=dims)))
@@ -393,7 +408,8 @@ def _optimise(spec: StyleSpec, guide: Guide | None, timelines: Sequence[FeatureT
     width, height = training_size(spec)
     spatial = encoder.spatial(width, height, device=device)
     sampler = TimeSampler(timelines, spec.audio.features, embedding_dims=dims)
-    objective = Objective(spec, guide, palette=palette)
+    objective = Objective(spec, guide, palette=palette,
+                          perceptual=perceptual.to(device) if perceptual is not None else None)
     pairs = max(1, t.time_points // 2)
     keep = untrained_reference(spec, encoder, spatial, sampler, size=(width, height), device=device)
     began = time.perf_counter() - elapsed

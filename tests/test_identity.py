@@ -175,7 +175,7 @@ PINNED_IDS = {
 }
 #: spec keys that came after form-1 ids: an older afx never stored them in style.json or the ledger
 AFTER_FORM_1 = {"encoder": ("channels", "pulse", "motion", "motion_speed", "fold", "mirror"),
-                "training": ("collapse_weight", "contrast_weight"), "network": ("color_mode",)}
+                "training": ("collapse_weight", "contrast_weight", "perceptual_weight"), "network": ("color_mode",)}
 #: what the same specs were before ids hashed only non-default fields (afx ≤ this change): upgrades map them
 LEGACY_IDS = {
     "organic-cool": "5ee5c27731350593", "organic-earth": "f35b24e0fbb41b54", "organic-fiery": "9cd286c4102e91d9",

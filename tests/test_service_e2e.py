@@ -564,3 +564,34 @@ def test_reverts_publish_the_current_version_again_without_rendering_it_again(se
     assert shows(content_a, v1)() and service.states("train") == []
     assert len([e for e in service.events("job.start") if e["kind"] == "render"]) == 3
     assert service.stop()[0] == 0
+
+
+# ── sweeps (issue 11 item 6) ─────────────────────────────────────────────────────────────────────────────
+
+@needs_training
+def test_the_service_writes_a_sweeps_comparison_as_afx_train_does(service: ServiceUnderTest) -> None:
+    """A sweep spec dropped into specs/ (any depth): the service trains its variants and, through the same
+    pipeline function as `afx train`, writes library/_sweeps/<spec>/comparison.html after each one."""
+    sweep = service.root / "specs" / "sweeps" / "sw.toml"
+    sweep.parent.mkdir()
+    sweep.write_text(SPEC.format(prompt="sweep shapes", width=64, height=36, fps=10)
+                     + '[sweep]\n"network.width" = [8, 16]\n')
+    service.track("song.wav")
+    service.start()
+    service.wait(lambda: service.states("train") == ["done", "done"] and all_done(service, 2)(), timeout=300,
+                 what="two variants trained and rendered")
+    out = service.root / "library" / "_sweeps" / "sw"
+    service.wait(lambda: (out / "comparison.json").is_file() and all(
+        v["trained"] for v in json.loads((out / "comparison.json").read_text())["variants"]), timeout=30,
+        what="the comparison with both variants")
+    assert service.stop()[0] == 0
+    table = json.loads((out / "comparison.json").read_text())
+    assert [v["name"] for v in table["variants"]] == ["sw--width-8", "sw--width-16"]
+    for v in table["variants"]:
+        assert v["audio"].startswith("song.wav ")  # the inbox track both variants were trained on
+        assert 0 < v["temporal_ssim_mean"] <= 1 and v["detail"] > 0 and v["render_fps"] > 0
+        assert v["seconds"] > 0 and v["clip_similarity"] is None  # afx-tiny: no trained guide, no similarity
+    page = (out / "comparison.html").read_text()
+    assert page.count("<tr>") == 3 and "palette match" in page and "render fps" in page
+    assert len(service.events("sweep.comparison")) == 2  # rewritten after each variant
+    assert not any(e.get("event") == "sweep.comparison_failed" for e in service.events())

@@ -62,6 +62,20 @@ def test_the_sweep_example_expands_but_is_not_a_toml_spec() -> None:
     assert variants[0].name == "organic-sweep--clip_model-RN50--width-128"
 
 
+@pytest.mark.parametrize("name, axis, count", [
+    ("width", "network.width=", 2), ("iterations", "training.iterations=", 3), ("colour", "prompts=", 7),
+    ("features", "audio.features=", 2),
+])
+def test_the_roadmaps_example_sweeps_expand_weight_free_and_stay_out_of_the_service(
+        name: str, axis: str, count: int) -> None:
+    """The roadmap's questions as sweeps: weight-free guidance (they train offline once copied in), and
+    `.example` files, which the service's `*.toml` scan never picks up on a fresh clone."""
+    variants = load_specs(SPECS / "sweeps" / f"{name}.toml.example")
+    assert len(variants) == count and len({v.style_id for v in variants}) == count
+    assert all(v.variant.startswith(axis) and v.training.clip_model == "none" for v in variants)
+    assert not list((SPECS / "sweeps").glob("*.toml"))
+
+
 # ── defaults and the id ──────────────────────────────────────────────────────────────────────────────────
 
 def test_defaults_fill_everything_but_the_prompts(tmp_path: Path) -> None:

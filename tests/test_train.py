@@ -251,9 +251,19 @@ def test_sweep_trains_every_variant_and_writes_a_comparison(tmp_path, monkeypatc
     assert all(0 < v["temporal_ssim_mean"] <= 1 for v in table["variants"])
     assert all(v["motion_energy"] >= 0 and "onset_alignment" in v and "audio_reactivity" not in v
                for v in table["variants"])
+    assert all(v["detail"] > 0 and v["render_fps"] > 0 and v["seconds"] > 0 for v in table["variants"])
+    assert all(v["audio"] == "synthetic prior walk (seed 0)" and v["clip_similarity"] is None  # untrained guide
+               and v["palette_match"] is None for v in table["variants"])  # no palette: shown as "—"
     page = (out / "comparison.html").read_text()
-    assert "onset alignment" in page and "loud/quiet" in page
+    for heading in ("CLIP similarity", "palette match", "temporal SSIM", "onset alignment", "motion /s", "detail",
+                    "training s", "render fps"):
+        assert f"<th>{heading}</th>" in page
     assert page.count("<tr>") == 5 and (out / "contact_sheet.png").stat().st_size > 1000
+
+    # a second run trains nothing and measures nothing again: the rows (render fps included) are reused
+    assert main(["train", str(path), "--offline"]) == 0
+    again = json.loads((out / "comparison.json").read_text())
+    assert [v["measured"] for v in again["variants"]] == [v["measured"] for v in table["variants"]]
 
 
 def test_reference_tracks_are_chosen_as_the_service_chooses_them_and_recorded(tmp_path, monkeypatch, capsys, make_wav):

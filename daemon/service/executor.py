@@ -33,13 +33,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from daemon.atomic import HOST
 from daemon.config import ServiceConfig
-from daemon.errors import AudioError, ConfigError, JobCrashed, JobTimeout
+from daemon.errors import AfxError, AudioError, ConfigError, JobCrashed, JobTimeout
 from daemon.library import Library
 from daemon.logs import configure_logging, get_logger
 from daemon.naming import store_video
 from daemon.report import RenderJob
 from daemon.service.ledger import Job
 from daemon.service.planner import spec_from_dict
+from daemon.spec import default_name
 
 if TYPE_CHECKING:
     from daemon.train import StepRecord  # torch: the service loop never imports it
@@ -60,6 +61,8 @@ class WorkItem:
     track_path: Path | None  # render: where the track is now
     reference_tracks: tuple[Path, ...]  # train: inbox tracks the style renders, to sample audio from
     config: ServiceConfig  # folders, limits
+    sweep: tuple[dict[str, Any], ...] = ()  # train: every variant (StyleSpec.to_dict()) of the job's sweep spec
+    # file, when it is one: its comparison is written after the training (daemon.pipeline.sweep_comparison)
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,7 @@ def run_train(item: WorkItem, *, device: str, control: JobControl) -> str:
     library = Library(config.path("library"))
     folder = library.folder_for(job.style_name, job.style_id)
     if library.has(job.style_name, job.style_id):
+        write_sweep_comparison(item, library)
         return str(folder)  # trained meanwhile (`afx train`, another worker)
     if item.spec is None:
         raise ConfigError(f"the spec of style {job.style_id} is not in the ledger", hint="touch its spec file")
@@ -175,7 +179,31 @@ def run_train(item: WorkItem, *, device: str, control: JobControl) -> str:
         device=device, checkpoint_dir=config.path("state") / "checkpoints" / job.style_id,
         models_dir=config.path("models"), allow_download=config.download_models,
         on_step=control.on_step, should_stop=control.should_stop)
+    write_sweep_comparison(item, library)
     return str(getattr(style, "folder", None) or folder)
+
+
+def write_sweep_comparison(item: WorkItem, library: Library) -> None:
+    """After a sweep variant's training: the sweep's comparison page, as `afx train` writes it (trained
+    variants so far; the rest marked). The style is trained whatever happens here, so a failure is logged."""
+    if not item.sweep:
+        return
+    from daemon import pipeline  # torch: in the job's process only
+
+    config = item.config
+    try:
+        variants = [spec_from_dict(d, limits=config.limits) for d in item.sweep]
+        source = variants[0].source
+        name = default_name(source) if source is not None else item.job.style_name.split("--")[0]
+        pages = pipeline.sweep_comparison(name, variants, library=library, ctx=pipeline.AudioContext.for_config(config),
+                                          fallback=list(item.reference_tracks))
+    except AfxError as e:
+        log.warning("sweep.comparison_failed", job=item.job.key, error=e.user_line())
+        return
+    except Exception as e:  # noqa: BLE001 — the page is secondary: a bug here must not fail a finished training
+        log.error("sweep.comparison_failed", job=item.job.key, error=str(e), exc_info=e)
+        return
+    log.info("sweep.comparison", sweep=name, page=str(pages["html"]))
 
 
 RUNNERS: dict[str, Callable[..., str]] = {"render": run_render, "train": run_train}

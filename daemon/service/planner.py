@@ -217,6 +217,13 @@ class SpecCatalog:
     def spec(self, style_id: str) -> StyleSpec | None:
         return next((s for s in self.styles() if s.style_id == style_id), None)
 
+    def sweep_of(self, style_id: str) -> list[StyleSpec]:
+        """Every variant of the sweep spec file that defines `style_id`; [] when that file is no sweep."""
+        for specs in self.by_file.values():
+            if any(s.style_id == style_id for s in specs) and any(s.variant for s in specs):
+                return list(specs)
+        return []
+
 
 def _relative(path: str, root: Path) -> str:
     try:

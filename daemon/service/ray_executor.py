@@ -24,6 +24,8 @@ This module is imported only when kind = "ray" (`executor.make_executor`); nothi
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 import secrets
@@ -40,6 +42,8 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+import daemon
+
 from daemon.atomic import atomic_path, atomic_replace_dir, atomic_write_bytes
 from daemon.config import ExecutorSettings, ServiceConfig
 from daemon.errors import (
@@ -50,7 +54,10 @@ from daemon.errors import (
     NodeUnfit,
     StorageError,
 )
-from daemon.logs import get_logger
+from daemon.encode import verify_video
+from daemon.library import Library
+from daemon.logs import configure_logging, get_logger
+from daemon.report import Report
 from daemon.naming import report_path, store_video
 from daemon.service.executor import (
     JobControl,
@@ -194,7 +201,6 @@ def results(item: WorkItem, local: WorkItem, outcome: Outcome, *, storage: str) 
             files["video.mp4"] = video.read_bytes()
             files["report.json"] = report_path(video).read_bytes()
         else:
-            from daemon.library import Library
 
             files.update(read_files(Library(local.config.path("library")).folder_for(job.style_name, job.style_id),
                                     "style"))
@@ -206,7 +212,6 @@ class JobActor:
     on a second thread (the actor's max_concurrency is 2) while it runs."""
 
     def __init__(self, warm_styles: int, node: str) -> None:
-        from daemon.logs import configure_logging
 
         configure_logging(json_lines=True, level="info")
         self.node = node  # the node's name as the head shows it
@@ -321,7 +326,6 @@ class RayExecutor:
 
     def __init__(self, config: ServiceConfig, *, wake: Callable[[], None] = lambda: None,
                  limit: Callable[..., float] = time_limit, grace_s: float = STOP_GRACE_S) -> None:
-        import daemon
 
         self.config = config
         self.settings = config.executor
@@ -512,7 +516,6 @@ class RayExecutor:
                            for p in sorted(folder.rglob("*")) if p.is_file()} if folder.is_dir() else {})
         if self.storage != "transfer":
             return parcel
-        from daemon.library import Library
 
         if job.kind == "render" and item.track_path is not None:
             parcel[f"inbox/{Path(item.track_path).name}"] = Path(item.track_path).read_bytes()
@@ -637,7 +640,6 @@ class RayExecutor:
             return replace(outcome, status="failed", error=error, output=None)
         if outcome.status == "done" and self.storage == "transfer":
             job, config = running.item.job, running.item.config
-            from daemon.library import Library
 
             output = (store_video(config.path("renders"), job.key) if job.kind == "render"
                       else Library(config.path("library")).folder_for(job.style_name, job.style_id))
@@ -678,11 +680,7 @@ class RayExecutor:
     def _receive_render(self, item: WorkItem, files: Parcel) -> None:
         """Check the report (the schema, strictly) and the video (ffprobe: streams, size, frames) that came
         back, then publish both into the render store, the video first: the loop publishes from there."""
-        import dataclasses
-        import json
 
-        from daemon.encode import verify_video
-        from daemon.report import Report
 
         job = item.job
         video = store_video(item.config.path("renders"), job.key)
@@ -694,7 +692,6 @@ class RayExecutor:
         dataclasses.replace(report, video=dataclasses.replace(report.video, path=str(video))).write(report_path(video))
 
     def _receive_style(self, item: WorkItem, files: Parcel) -> None:
-        from daemon.library import Library
         from daemon.style import Style
 
         job = item.job

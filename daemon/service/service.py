@@ -500,13 +500,15 @@ class Service:
 
     def _work_item(self, job: Job) -> WorkItem:
         references: tuple[Path, ...] = ()
+        sweep: tuple[dict[str, Any], ...] = ()
         if job.kind == "train":
 
             spec = self.folders.catalog.spec(job.style_id)
             references = tuple(inbox_references(spec, self.config.path("inbox"))) if spec is not None else ()
+            sweep = tuple(s.to_dict() for s in self.folders.catalog.sweep_of(job.style_id))
         return WorkItem(job=job, spec=self.ledger.style_spec(job.style_id),
                         track_path=self._track_path(job) if job.kind == "render" else None,
-                        reference_tracks=references, config=self.config)
+                        reference_tracks=references, config=self.config, sweep=sweep)
 
     def renew(self) -> None:
         if self.items:
