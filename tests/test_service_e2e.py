@@ -374,7 +374,7 @@ def test_sigkill_during_a_render_then_restart_completes_without_partial_or_dupli
     assert not service.events("jobs.superseded"), "a restart must not set aside the jobs of known tracks"
     assert service.renders() == sorted(f"{t}/{s}.{e}" for t in ("long.wav", "short.wav") for s in ("big", "small")
                                        for e in ("json", "mp4"))
-    assert report(service, "long.wav/big.json")["video"]["frames"] == 200
+    assert report(service, "long.wav/big.json").video.frames == 200
     assert service.stop()[0] == 0
 
 
@@ -433,12 +433,12 @@ def test_an_edited_spec_retrains_and_rerenders(service: ServiceUnderTest) -> Non
     service.track("song.wav")
     service.start()
     service.wait(all_done(service, 1), timeout=120, what="the first version's render")
-    first = report(service, "song.wav/neon.json")["style"]["id"]
+    first = report(service, "song.wav/neon.json").style.id
 
     service.spec("neon", "neon shapes, but pink")
     service.wait(lambda: service.states() == ["done", "done"] and service.states("train") == ["done", "done"],
                  timeout=120, what="the edited spec's training and render")
-    second = report(service, "song.wav/neon.json")["style"]["id"]
+    second = report(service, "song.wav/neon.json").style.id
     assert second != first
     assert sorted(p.name for p in (service.root / "library" / "neon").iterdir() if p.is_dir()) == sorted([first, second])
     assert [f for f in service.renders() if f.startswith("song.wav/")] == ["song.wav/neon.json", "song.wav/neon.mp4"]
@@ -450,7 +450,7 @@ def test_an_edited_spec_retrains_and_rerenders(service: ServiceUnderTest) -> Non
     service.wait(lambda: service.states() == ["done", "done", "done"], timeout=120, what="a render after retraining")
     assert (service.root / "library" / "neon" / second / "style.json").is_file()
     assert len([e for e in service.events("job.start") if e["kind"] == "train"]) == 3
-    assert report(service, "other.wav/neon.json")["style"]["id"] == second
+    assert report(service, "other.wav/neon.json").style.id == second
     assert service.stop()[0] == 0
 
 
@@ -473,7 +473,7 @@ def test_a_spec_with_a_syntax_error_is_reported_and_its_previous_version_keeps_s
 
     service.track("second.wav", seed=5)
     service.wait(all_done(service, 2), timeout=60, what="the second track, rendered with the previous version")
-    assert report(service, "second.wav/neon.json")["style"]["id"] == good_id
+    assert report(service, "second.wav/neon.json").style.id == good_id
 
     new_id = load_specs(service.spec("neon", "neon shapes, fixed", trained=True, seed=4))[0].style_id
     service.wait(lambda: not error_report.exists(), timeout=30, what="the error report to go away")
