@@ -78,7 +78,8 @@ def test_clip_specs_without_weights_stay_out_of_the_default_set_until_the_weight
                             "b.wav": {"render:organic"}}
     assert [s.name for s in planner.held_out.values()] == ["organic"]
     _plan(planner, inbox)
-    held = [line for line in capsys.readouterr().out.splitlines() if "style.held_out" in line]
+    logged = capsys.readouterr()  # stdout while structlog is unconfigured, stderr once afx configured it
+    held = [line for line in (logged.out + logged.err).splitlines() if "style.held_out" in line]
     assert len(held) == 1 and "afx models fetch ViT-B-32 openai" in held[0]  # one line per spec, not per scan
 
     (tmp_path / "specs" / "organic-warm.toml").write_text(CLIP_SPEC.replace("organic", "warm organic"))
@@ -92,7 +93,8 @@ def test_clip_specs_without_weights_stay_out_of_the_default_set_until_the_weight
     later = _plan(planner, inbox)
     assert _jobs(later)["a.wav"] == {"render:tiny", "render:organic", "render:organic-warm"}
     assert planner.held_out == {}
-    assert "style.weights_found" in capsys.readouterr().out
+    logged = capsys.readouterr()
+    assert "style.weights_found" in logged.out + logged.err
 
 
 def test_the_weights_check_finds_the_models_cache_and_never_holds_out_offline_guides(tmp_path: Path) -> None:
