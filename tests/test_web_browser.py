@@ -78,9 +78,14 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def wait_for(predicate: Any, *, timeout: float = 20.0, what: str) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except StaleElementReferenceException:  # the page's poll replaced the element between find and read
+            value = None
         if value:
             return value
         time.sleep(0.1)
@@ -134,13 +139,14 @@ def test_the_overview_follows_a_running_job_without_a_reload(site: tuple[World, 
                      " worker = 'cpu' WHERE key = ?", (time.time() - 5, world.queued_key))
     browser.get(url + "/")
     browser.execute_script("window.__same_page = true")
-    assert "10/40 (25.0%)" in browser.find_element(By.CSS_SELECTOR, "tr.running-job .progress").text
+    wait_for(lambda: "10/40 (25.0%)" in browser.find_element(By.CSS_SELECTOR, "tr.running-job .progress").text,
+             what="the running job's progress")
     with ledger.transaction() as conn:
         conn.execute("UPDATE jobs SET progress_done = 30 WHERE key = ?", (world.queued_key,))
     wait_for(lambda: "30/40 (75.0%)" in browser.find_element(By.CSS_SELECTOR, "tr.running-job .progress").text,
              what="the progress to move on the page")
     assert browser.execute_script("return window.__same_page === true")  # no reload
-    assert "ETA" in browser.find_element(By.CSS_SELECTOR, "tr.running-job .eta").text
+    wait_for(lambda: "ETA" in browser.find_element(By.CSS_SELECTOR, "tr.running-job .eta").text, what="the ETA")
     browser.save_screenshot(str(shots / "overview-running.png"))
     with ledger.transaction() as conn:
         conn.execute("UPDATE jobs SET state = 'queued', started = NULL, progress_done = NULL, progress_total = NULL"
