@@ -39,7 +39,7 @@ from daemon.logs import Logger, get_logger
 from daemon.metrics import TemporalMetrics
 from daemon.palette import PaletteMatch
 from daemon.render import RenderSettings, device_name, render_frames, resolve_device
-from daemon.report import Metrics, RenderJob, Report, TimingSection, now_iso
+from daemon.report import Metrics, RenderJob, Report, TimingSection, now_iso, palette_colours
 from daemon.spec import NO_CLIP, StyleSpec
 from daemon.style import FeatureDescription, Style
 from daemon.tracks import missing_references, reference_paths
@@ -210,11 +210,6 @@ def encode_video(style: Style, timeline: FeatureTimeline, settings: RenderSettin
         raise
     return (metrics.result(timeline.onset[start:stop], level=timeline.channel_values()[start:stop, 2]),
             match.result())
-
-
-def palette_colours(style: Style) -> list[str] | None:
-    """The report's `palette`: the style's colours as "#rrggbb", or None."""
-    return list(style.palette.colors) if style.palette is not None else None
 
 
 def export_player(audio_path: Path, style: Style, *, out_path: Path, fps: int = 30,

@@ -231,6 +231,11 @@ class RenderJob(ReportSection):
     by: str = "afx run"
 
 
+def palette_colours(style: Style) -> list[str] | None:
+    """A report's `palette` (render reports and sweep rows alike): the style's colours as "#rrggbb", or None."""
+    return list(style.palette.colors) if style.palette is not None else None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Report(ReportSection):
     """A finished render: beside every video as VIDEO.json (docs/SERVICE.md, *Reports*)."""
@@ -273,7 +278,7 @@ class Report(ReportSection):
         return cls(track=TrackSection.of(track), style=StyleSection.of(style), features=FeaturesSection.of(timeline),
                    video=video, timing=timing, metrics=metrics, device=device, versions=versions(), job=job,
                    palette_match=palette_match,
-                   palette=list(style.palette.colors) if style.palette is not None else None,
+                   palette=palette_colours(style),
                    highlight=highlight)
 
     @classmethod
