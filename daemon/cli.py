@@ -411,7 +411,7 @@ def cmd_evaluate(args: argparse.Namespace, config: ServiceConfig) -> int:
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() not in (".md", ".txt"))
     excerpts = load_excerpts(tracks, seconds=args.seconds)
     width, height = args.size
-    print(f"afx evaluate: {len(styles)} styles × {len(excerpts)} excerpts (first {args.seconds:g} s) at "
+    print(f"afx evaluate: {len(styles)} styles × {len(excerpts)} excerpts (first {args.seconds:g} s of each track's render) at "
           f"{width}x{height}, {args.fps} fps")
 
     def show(row: dict[str, Any]) -> None:
@@ -543,7 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="device for trainings the evaluation needs (default from config)")
     p.add_argument("--corpus", default="../shared/corpus", help="folder of tracks (default ../shared/corpus)")
     p.add_argument("--tracks", nargs="*", help="these tracks instead of the corpus folder's")
-    p.add_argument("--seconds", type=float, default=30.0, help="first seconds of each track (default 30)")
+    p.add_argument("--seconds", type=float, default=30.0, help="measure the first seconds of each track's render "
+                   "(features and time input follow the whole track, as in the service's render; default 30)")
     p.add_argument("--size", type=_size, default=(320, 180), help="WIDTHxHEIGHT (default 320x180)")
     p.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
     p.add_argument("--doc", default="docs/ART.md", help="markdown file whose evaluate block is replaced")

@@ -1,10 +1,13 @@
 """`afx evaluate`: render styles on real tracks and measure whether the music visibly drives the picture.
 
-Each style is rendered (frames only, no video file) at 320×180 on the first `seconds` of every track,
+Each style is rendered (frames only, no video file) at 320×180 over the first `seconds` of every track,
 plus a near-silent copy of the loudest track (−90 dB, synthesised in memory), and scored with the metrics
-of daemon.metrics. The targets of docs/ART.md are checked per style and track, a contact sheet per style
-(rows: tracks, columns: moments) is written as a small JPEG, and the table replaces the block between the
-markers in docs/ART.md. Nothing here is asserted in a timed test.
+of daemon.metrics. An excerpt is the opening of the render the service makes of the whole track: its
+features are extracted and normalised over the whole track and the time input advances at the whole
+track's pace (rendering a cut-off copy would sweep the time input over its full range within the excerpt,
+its time input 30× faster than the real render of a 3-minute track). The targets of docs/ART.md are
+checked per style and track, a contact sheet per style (rows: tracks, columns: moments) is written as a
+small JPEG, and the table replaces the block between the markers in docs/ART.md. Nothing here is asserted in a timed test.
 """
 
 from __future__ import annotations
@@ -37,11 +40,17 @@ BEGIN, END = "<!-- afx evaluate: begin -->", "<!-- afx evaluate: end -->"
 
 @dataclass(frozen=True)
 class Excerpt:
-    """The first seconds of a track (or the synthesised near-silent one), as samples."""
+    """The first `seconds` of a track (or of the synthesised near-silent one): the whole track's samples,
+    of which the first `seconds` are rendered and measured; `rms_db` is that opening's level."""
 
     label: str
     samples: np.ndarray
     rms_db: float
+    seconds: float
+
+    def frames(self, timeline: FeatureTimeline) -> int:
+        """How many of the whole track's frames the excerpt covers."""
+        return max(2, min(timeline.n_frames, int(round(self.seconds * timeline.fps))))
 
 
 def load_excerpts(paths: Sequence[Path], *, seconds: float, sr: int = ANALYSIS_RATE) -> list[Excerpt]:
@@ -49,12 +58,12 @@ def load_excerpts(paths: Sequence[Path], *, seconds: float, sr: int = ANALYSIS_R
     excerpts = []
     for path in paths:
         _, samples = decode_audio(path, sample_rate=sr)
-        cut = samples[: int(seconds * sr)]
-        excerpts.append(Excerpt(Path(path).stem, cut, _rms_db(cut)))
+        excerpts.append(Excerpt(Path(path).stem, samples, _rms_db(samples[: int(seconds * sr)]), seconds))
     if excerpts:
         loud = max(excerpts, key=lambda e: e.rms_db)
         faint = (loud.samples * 10 ** (SILENT_DB / 20)).astype(np.float32)
-        excerpts.append(Excerpt(f"{loud.label} at {SILENT_DB:.0f} dB", faint, _rms_db(faint)))
+        excerpts.append(Excerpt(f"{loud.label} at {SILENT_DB:.0f} dB", faint,
+                                _rms_db(faint[: int(seconds * sr)]), seconds))
     return excerpts
 
 
@@ -62,24 +71,25 @@ def _rms_db(samples: np.ndarray) -> float:
     return float(20 * np.log10(max(float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))), 1e-12)))
 
 
-def measure(style: Style, timeline: FeatureTimeline, *, size: tuple[int, int], fps: int) -> tuple[dict[str, Any],
-                                                                                                  list[np.ndarray]]:
-    """The metrics of one render (with `render_s`, the seconds spent rendering), and SHEET_MOMENTS frames
-    evenly spread over it (thumbnails)."""
+def measure(style: Style, timeline: FeatureTimeline, *, size: tuple[int, int], fps: int,
+            frames: int | None = None) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """The metrics of the first `frames` frames (default: all) of the track's render (with `render_s`, the
+    seconds spent rendering), and SHEET_MOMENTS frames evenly spread over them (thumbnails)."""
     started = time.perf_counter()
-    metrics = TemporalMetrics(timeline.n_frames, fps=fps)
-    match = PaletteMatch(style.palette, timeline.n_frames)
-    picks = set(np.linspace(0, timeline.n_frames - 1, SHEET_MOMENTS).round().astype(int).tolist())
+    n = timeline.n_frames if frames is None else min(frames, timeline.n_frames)
+    metrics = TemporalMetrics(n, fps=fps)
+    match = PaletteMatch(style.palette, n)
+    picks = set(np.linspace(0, n - 1, SHEET_MOMENTS).round().astype(int).tolist())
     thumbs, index = [], 0
     settings = RenderSettings(width=size[0], height=size[1], fps=fps, device="cpu")
-    for batch in render_frames(style, timeline, settings, device=torch.device("cpu")):
+    for batch in render_frames(style, timeline, settings, device=torch.device("cpu"), stop=n):
         metrics.update(batch)
         match.update(batch)
         for frame in batch:
             if index in picks:
                 thumbs.append(np.asarray(Image.fromarray(frame.numpy()).resize(THUMB)))
             index += 1
-    return {**metrics.result(timeline.onset, level=timeline.channel_values()[:, 2]),
+    return {**metrics.result(timeline.onset[:n], level=timeline.channel_values()[:n, 2]),
             "palette_match": match.result(), "render_s": round(time.perf_counter() - started, 3)}, thumbs
 
 
@@ -130,9 +140,10 @@ def evaluate(styles: Sequence[Style], excerpts: Sequence[Excerpt], *, art_dir: P
             if key not in timelines:
                 timelines[key] = extract_features(excerpt.samples, sr=ANALYSIS_RATE, fps=fps, sets=key[1])
             timeline = timelines[key]
-            metrics, thumbs = measure(style, timeline, size=size, fps=fps)
+            frames = excerpt.frames(timeline)
+            metrics, thumbs = measure(style, timeline, size=size, fps=fps, frames=frames)
             row = {"style": style.name, "track": excerpt.label, "rms_db": round(excerpt.rms_db, 1),
-                   "silent": excerpt.rms_db < -80, "frames": timeline.n_frames, "metrics": metrics,
+                   "silent": excerpt.rms_db < -80, "frames": frames, "metrics": metrics,
                    "seconds": round(time.perf_counter() - started, 1)}
             style_rows.append(row)
             style_thumbs.append(thumbs)

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from daemon.audio.decode import ANALYSIS_RATE
 from daemon.audio.features import extract_features
 from daemon.cppn import EncoderConfig, InputEncoder
+from daemon.evaluate import evaluate, load_excerpts
 from daemon.guidance import load_guide
+from daemon.library import random_from_ref
 from daemon.metrics import TemporalMetrics
 from daemon.render import RenderSettings, render_frames
 from daemon.spec import parse_spec
@@ -142,3 +145,31 @@ def test_afx_evaluate_writes_the_table_and_contact_sheets(tmp_path, make_wav):
     assert silent["silence_share"] is not None and silent["silence_met"] == (silent["silence_share"] <= 0.1)
     sheet = art / "random-1.jpg"
     assert sheet.is_file() and sheet.stat().st_size < 300_000
+
+
+def test_an_evaluate_excerpt_is_the_opening_of_the_whole_tracks_render(tmp_path, make_wav):
+    """`--seconds` measures the first seconds of the render the service makes of the whole track (features
+    normalised over the whole track, the time input at the whole track's pace), not a render of a cut-off
+    copy, which would sweep the time input over its whole range within the excerpt."""
+    track = make_wav("music.wav", 4.0)
+    style = random_from_ref("random:3")
+    (excerpt, _silent) = load_excerpts([track], seconds=1.0)
+    rows = evaluate([style], [excerpt], art_dir=tmp_path / "art", size=(32, 18), fps=12)
+    assert rows[0]["frames"] == 12 and rows[0]["metrics"]["temporal_ssim_pairs"] == 11
+
+    whole = extract_features(excerpt.samples, sr=ANALYSIS_RATE, fps=12, sets=tuple(style.features.sets))
+    assert whole.n_frames == 48  # the excerpt keeps the whole track
+    expected = TemporalMetrics(12, fps=12)
+    settings = RenderSettings(width=32, height=18, fps=12, device="cpu")
+    for batch in render_frames(style, whole, settings, device=torch.device("cpu"), stop=12):
+        expected.update(batch)
+    want = expected.result(whole.onset[:12], level=whole.channel_values()[:12, 2])
+    assert rows[0]["metrics"]["temporal_ssim_mean"] == want["temporal_ssim_mean"]
+    assert rows[0]["metrics"]["motion_energy"] == want["motion_energy"]
+
+    cut = extract_features(excerpt.samples[: ANALYSIS_RATE], sr=ANALYSIS_RATE, fps=12, sets=tuple(style.features.sets))
+    alone = TemporalMetrics(cut.n_frames, fps=12)
+    for batch in render_frames(style, cut, settings, device=torch.device("cpu")):
+        alone.update(batch)
+    # the cut-off copy runs the time input 4× faster here: it moves more than the real render's opening
+    assert alone.result(cut.onset, level=cut.channel_values()[:, 2])["motion_energy"] > want["motion_energy"]
