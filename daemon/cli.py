@@ -409,6 +409,11 @@ def cmd_evaluate(args: argparse.Namespace, config: ServiceConfig) -> int:
     folder = Path(args.corpus)
     tracks = [Path(t) for t in args.tracks] if args.tracks else sorted(
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() not in (".md", ".txt"))
+    if not styles:  # nothing to measure: never replace the doc's tables with empty ones
+        raise AfxError(f"no styles to evaluate: the specs folder {config.path('specs')} has no default style",
+                       path=str(config.path("specs")), hint="name styles with --style, or set [folders] specs in afx.toml")
+    if not tracks:
+        raise AfxError(f"no tracks to evaluate in {folder}", path=str(folder), hint="--corpus FOLDER or --tracks FILE ...")
     excerpts = load_excerpts(tracks, seconds=args.seconds)
     width, height = args.size
     print(f"afx evaluate: {len(styles)} styles × {len(excerpts)} excerpts (first {args.seconds:g} s of each track's render) at "

@@ -173,3 +173,17 @@ def test_an_evaluate_excerpt_is_the_opening_of_the_whole_tracks_render(tmp_path,
         alone.update(batch)
     # the cut-off copy runs the time input 4× faster here: it moves more than the real render's opening
     assert alone.result(cut.onset, level=cut.channel_values()[:, 2])["motion_energy"] > want["motion_energy"]
+
+
+def test_afx_evaluate_with_no_styles_fails_and_keeps_the_doc(tmp_path, make_wav, capsys):
+    """A config whose specs folder holds no style is an error that says so; the doc's tables stay."""
+    from daemon.cli import main
+
+    track = make_wav("music.wav", 1.0)
+    (tmp_path / "afx.toml").write_text('[folders]\nspecs = "empty-specs"\nlibrary = "lib"\nstate = "state"\n')
+    doc = tmp_path / "ART.md"
+    doc.write_text("<!-- afx evaluate: begin -->\nkept\n<!-- afx evaluate: end -->\n")
+    assert main(["--config", str(tmp_path / "afx.toml"), "evaluate", "--tracks", str(track), "--doc", str(doc),
+                 "--art", str(tmp_path / "art")]) != 0
+    assert "no styles to evaluate" in capsys.readouterr().err
+    assert "kept" in doc.read_text() and not (tmp_path / "art" / "evaluate.json").exists()
