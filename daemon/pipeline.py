@@ -283,7 +283,8 @@ def train_style(spec: StyleSpec, *, library: Library, ctx: AudioContext = AudioC
                             "resumed_from": result.resumed_from, "variant": spec.variant,
                             "reference_tracks": [{"path": str(t.path), "sha256": t.sha256} for t, _ in references],
                             **({"warnings": warnings} if warnings else {})})
-    # the clip metrics of docs/ART.md, for the mood board (60 frames at 160×90: a second or two on a CPU)
+    # the clip metrics of docs/ART.md, for the mood board (60 frames at 160×90 of the first reference track's
+    # most energetic stretch, else of the synthetic prior walk: a second or two on a CPU)
     style.training["metrics"] = clip_metrics(style, timelines[0] if timelines else prior_walk(
         spec.audio.features, n_frames=90, fps=spec.render.fps, seed=0, embedding_dims=spec.audio.embedding_dims))
     folder = library.folder_for(spec.name, spec.style_id)
@@ -342,26 +343,32 @@ def reference_features(paths: Sequence[Path], spec: StyleSpec, *, ctx: AudioCont
     return found
 
 
-CLIP_FRAMES = 60  # the comparison clip: its first frames ...
+CLIP_FRAMES = 60  # the comparison clip: this many frames of the track's most energetic stretch ...
 CLIP_SIZE = (160, 90)  # ... at this size, rendered on the CPU
 
 
 def clip_metrics(style: Style, timeline: FeatureTimeline, *, frames: int = CLIP_FRAMES,
                  size: tuple[int, int] = CLIP_SIZE) -> dict[str, Any]:
     """The metrics of docs/ART.md on a short low-resolution clip (mood board, sweep comparisons), plus
-    `render_fps`: frames rendered per second of rendering alone (not the metrics), on the CPU at `size`."""
-    n = min(frames, timeline.n_frames)
+    `render_fps`: frames rendered per second of rendering alone (not the metrics), on the CPU at `size`.
+
+    The clip is the track's most energetic `frames` frames (daemon.highlight.best_window), as they are in
+    the render of the whole track: a track's first seconds are often a quiet intro, where a reactive
+    style rightly hardly moves and the clip would say nothing about how it meets the music."""
+    window = best_window(timeline, seconds=frames / timeline.fps)
+    first, stop = window.start, window.stop
+    n = stop - first
     settings = RenderSettings(width=size[0], height=size[1], fps=int(timeline.fps), device="cpu")
     metrics = TemporalMetrics(n, fps=timeline.fps)
     match = PaletteMatch(style.palette, n)
     rendering = 0.0
     started = time.perf_counter()
-    for batch in render_frames(style, timeline, settings, device=torch.device("cpu"), stop=n):
+    for batch in render_frames(style, timeline, settings, device=torch.device("cpu"), start=first, stop=stop):
         rendering += time.perf_counter() - started
         metrics.update(batch)
         match.update(batch)
         started = time.perf_counter()
-    return {**metrics.result(timeline.onset[:n], level=timeline.channel_values()[:n, 2]),
+    return {**metrics.result(timeline.onset[first:stop], level=timeline.channel_values()[first:stop, 2]),
             "palette_match": match.result(), "palette": palette_colours(style),
             "render_fps": round(n / rendering, 2) if rendering > 0 else None}
 
@@ -388,7 +395,7 @@ def sweep_comparison(sweep: str, variants: Sequence[Any], *, library: Any, ctx: 
     row that says so. Returns the paths written.
     """
     out = sweep_folder(library.root, sweep)
-    clip = f"first {CLIP_FRAMES} frames at {CLIP_SIZE[0]}×{CLIP_SIZE[1]} on the CPU"
+    clip = f"the most energetic {CLIP_FRAMES} frames at {CLIP_SIZE[0]}×{CLIP_SIZE[1]} on the CPU"
     earlier = _earlier_rows(out / "comparison.json", clip=clip)
     rows = []
     for spec in variants:

@@ -187,3 +187,22 @@ def test_afx_evaluate_with_no_styles_fails_and_keeps_the_doc(tmp_path, make_wav,
                  "--art", str(tmp_path / "art")]) != 0
     assert "no styles to evaluate" in capsys.readouterr().err
     assert "kept" in doc.read_text() and not (tmp_path / "art" / "evaluate.json").exists()
+
+
+def test_the_mood_board_clip_is_the_tracks_most_energetic_stretch():
+    """Training-time clip metrics (mood board, sweeps) measure the track's most energetic frames, not its
+    first ones: after a silent intro they see the music, where the opening frames would see a still picture."""
+    from daemon.pipeline import clip_metrics
+
+    samples = np.concatenate([synth(2.0, kind="silence"), synth(3.0)])
+    timeline = extract_features(samples, sr=SR, fps=12, sets=("fft",))
+    style = random_style(5)
+    measured = clip_metrics(style, timeline, frames=12, size=(32, 18))
+    opening = TemporalMetrics(12, fps=12)
+    for batch in render_frames(style, timeline, RenderSettings(width=32, height=18, fps=12, device="cpu"),
+                               device=torch.device("cpu"), stop=12):
+        opening.update(batch)
+    still = opening.result(timeline.onset[:12], level=timeline.channel_values()[:12, 2])
+    assert measured["temporal_ssim_pairs"] == 11
+    assert measured["motion_energy"] > 3 * max(still["motion_energy"], 1.0), (measured, still)
+    assert measured["onset_alignment"] is not None and still["onset_alignment"] is None
