@@ -4,10 +4,10 @@ Each style is rendered (frames only, no video file) at 320×180 over the first `
 plus a near-silent copy of the loudest track (−90 dB, synthesised in memory), and scored with the metrics
 of daemon.metrics. An excerpt is the opening of the render the service makes of the whole track: its
 features are extracted and normalised over the whole track and the time input advances at the whole
-track's pace (rendering a cut-off copy would sweep the time input over its full range within the excerpt,
-its time input 30× faster than the real render of a 3-minute track). The targets of docs/ART.md are
-checked per style and track, a contact sheet per style (rows: tracks, columns: moments) is written as a
-small JPEG, and the table replaces the block between the markers in docs/ART.md. Nothing here is asserted in a timed test.
+track's pace (a render of a cut-off 6-s copy would sweep the time input over its whole range in 6 s, 30×
+faster than the real render of a 3-minute track does). The targets of docs/ART.md are checked per style
+and track, a contact sheet per style (rows: tracks, columns: moments) is written as a small JPEG, and the
+table replaces the block between the markers in docs/ART.md. Nothing here is asserted in a timed test.
 """
 
 from __future__ import annotations
