@@ -168,10 +168,11 @@ PINNED_IDS = {
     "organic-cool": "f540a9b837f0dab4", "organic-earth": "a8019074c2b62c23", "organic-fiery": "08f6c84e95dc75a7",
     "organic-mono": "702d740d7802edcd", "organic-neon": "b575004fae83acbb", "organic-pastel": "3eda660fb78a887b",
     "organic-warm": "1c7dfda5eec71314", "organic": "3415edfd35ebd4a2",
-    # the shipped offline styles (issue 11): palette version 1 enters only the word palette's (cool-tide)
-    "cool-tide": "6e0a2406c9e499ac", "deep-ocean": "73f705ea90249427", "earth-strata": "06216b9aee054405",
-    "fiery-ember": "badbf676150cb90c", "ice-crystal": "cde5028acc531213", "mono-lace": "8b78cd1a510d34bd",
-    "neon-kaleido": "bca406e1d70f2e88", "pastel-bloom": "ff51e8386ce9b3fa", "warm-sunset": "5c931827d8ea14da",
+    # the shipped offline styles (issue 11): palette version 1 enters only the word palette's (cool-tide);
+    # retuned for steadiness (feature_scale, pulse, motion, contrast_weight, temporal_weight: docs/ART.md)
+    "cool-tide": "35b62f7ba79e1ddd", "deep-ocean": "e4f1584ccb1d143a", "earth-strata": "9138d0cd1684dacf",
+    "fiery-ember": "e7d3d85738c994b8", "ice-crystal": "b98a81ad19d08703", "mono-lace": "fb2c2414f2aa48d6",
+    "neon-kaleido": "ec3e0d3f210bed4e", "pastel-bloom": "d8fb4fa420cc7547", "warm-sunset": "25bd524d41d23b11",
 }
 #: spec keys that came after form-1 ids: an older afx never stored them in style.json or the ledger
 AFTER_FORM_1 = {"encoder": ("channels", "pulse", "motion", "motion_speed", "fold", "mirror"),
