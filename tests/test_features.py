@@ -126,7 +126,8 @@ def test_onsets_jump_and_tonal_columns_glide():
     flux = timeline.values[:, timeline.names.index("fft.flux")]
     click = int(round(1.25 * 30))
     peak = click - 2 + int(np.argmax(flux[click - 2:click + 3]))
-    assert flux[peak] > 0.5 and flux[peak + 10] < 0.2 * flux[peak]
+    # a click between two frame times is sampled below its peak, and ONSET_FLOOR rescales what is left
+    assert flux[peak - 1] < 0.1 < 0.4 < flux[peak] and flux[peak + 10] < 0.2 * flux[peak]
     t = np.arange(3 * SR) / SR
     y = np.where(t < 1.5, np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 3520 * t)).astype(np.float32) * 0.5
     centroid = extract_features(y, sr=SR, fps=30, sets=["fft"]).values[:, 3]
@@ -184,3 +185,65 @@ def test_hpss_runs_on_the_mel_spectrogram(monkeypatch):
     hits = [int(round(t * 30)) for t in np.arange(0.75, 3.9, 0.5)]  # the first one is the start of the chord
     assert min(pulse[h - 1:h + 2].max() for h in hits) > 0.5, "a hit jumps the pulse"
     assert max(pulse[h - 2] for h in hits) < 0.15, "and it has fallen back before the next one"
+
+
+# ── clear onsets (ONSET_FLOOR): weak events leave the picture alone ───────────────────────────────────────
+
+def hits_then_ticks(seconds: float = 8.0, faint: float = 0.01) -> np.ndarray:
+    """A hum with a noise hit every 0.25 s: full strength in the first half, `faint` × in the second."""
+    rng = np.random.default_rng(3)
+    t = np.arange(int(seconds * SR)) / SR
+    y = 0.15 * np.sin(2 * np.pi * 220 * t)
+    for start in np.arange(0.25, seconds, 0.25):
+        i = int(start * SR)
+        y[i:i + 300] += (1.0 if start < seconds / 2 else faint) * rng.standard_normal(300) * np.exp(-np.arange(300) / 60)
+    return (y / np.abs(y).max() * 0.5).astype(np.float32)
+
+
+def test_clear_onsets_drop_what_is_under_the_floor_and_keep_strong_onsets_whole():
+    from daemon.audio.features import ONSET_FLOOR, clear_onsets
+
+    share = np.array([0.0, 0.5 * ONSET_FLOOR, ONSET_FLOOR, (1 + ONSET_FLOOR) / 2, 1.0])
+    np.testing.assert_allclose(clear_onsets(share), [0.0, 0.0, 0.0, 0.5, 1.0], atol=1e-12)
+
+
+def test_faint_ticks_barely_move_the_flux_and_pulse_that_strong_hits_fill(monkeypatch):
+    """The faint half's ticks reach a third of the track's strong onsets: without the floor they move the
+    flux and pulse that far each time; with it, an eighth (flux) and a third (pulse) as far. The strong hits
+    still reach 1."""
+    from daemon.audio import features
+
+    def halves(timeline):
+        flux, pulse = timeline.values[:, timeline.names.index("fft.flux")], timeline.channels[:, 0]
+        loud, faint = slice(10, 115), slice(125, 235)
+        return flux[loud].max(), flux[faint].max(), pulse[loud].max(), pulse[faint].max()
+
+    y = hits_then_ticks()
+    floored = halves(extract_features(y, sr=SR, fps=30, sets=["fft"]))
+    monkeypatch.setattr(features, "ONSET_FLOOR", 0.0)
+    unfloored = halves(extract_features(y, sr=SR, fps=30, sets=["fft"]))
+    assert floored[0] > 0.95 and floored[2] > 0.95, "a strong hit still fills the flux and the pulse"
+    assert unfloored[1] > 0.25 and unfloored[3] > 0.25, "without the floor the faint ticks move them"
+    assert floored[1] < 0.3 * unfloored[1] and floored[3] < 0.4 * unfloored[3], "with it they barely do"
+
+
+BEAT = 7  # fft.beat's column
+
+
+def test_a_tracked_beat_with_no_clear_onset_near_it_is_dropped(monkeypatch):
+    """The beat tracker keeps its tempo through a passage with nothing in it: those beats are dropped, the ones
+    on the hits stay."""
+    import librosa
+
+    from daemon.audio import features
+
+    y = hits_then_ticks(faint=0.0)  # hits for 4 s, then the hum alone
+    beats = np.arange(0.25, 7.9, 0.5)
+    monkeypatch.setattr(librosa.beat, "beat_track", lambda **_: (120.0, beats))
+    beat = extract_features(y, sr=SR, fps=30, sets=["fft"]).values[:, BEAT]
+    starts = np.flatnonzero(np.diff(beat, prepend=0.0) > 0.5) / 30
+    kept = beats[beats < 4.0]
+    assert starts.size == kept.size and np.all(np.abs(starts - kept) <= 1 / 30 + 1e-9), starts
+    monkeypatch.setattr(features, "ONSET_FLOOR", 0.0)  # every tracked beat in the signal counts again
+    beat = extract_features(y, sr=SR, fps=30, sets=["fft"]).values[:, BEAT]
+    assert np.flatnonzero(np.diff(beat, prepend=0.0) > 0.5).size == beats.size

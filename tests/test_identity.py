@@ -165,14 +165,15 @@ SPECS = Path(__file__).resolve().parents[1] / "specs"
 # the mel spectrogram instead of the full STFT (130x faster; pulse correlates 0.96-1.00 with the old one on
 # the corpus, but training sees slightly different inputs, so the ids move on purpose)
 PINNED_IDS = {
-    "organic-cool": "f540a9b837f0dab4", "organic-earth": "a8019074c2b62c23", "organic-fiery": "08f6c84e95dc75a7",
-    "organic-mono": "702d740d7802edcd", "organic-neon": "b575004fae83acbb", "organic-pastel": "3eda660fb78a887b",
-    "organic-warm": "1c7dfda5eec71314", "organic": "3415edfd35ebd4a2",
+    "organic-cool": "6d0f9e739f4b5fa4", "organic-earth": "58c6aff8279dfd95", "organic-fiery": "77d009775c98ca44",
+    "organic-mono": "b0a343f596e7f185", "organic-neon": "3efdd91892f92863", "organic-pastel": "c469a6154e2dec92",
+    "organic-warm": "e777b722ce90c41e", "organic": "d7fb0e37336ef13e",
     # the shipped offline styles (issue 11): palette version 1 enters only the word palette's (cool-tide);
     # retuned for steadiness (feature_scale, pulse, motion, contrast_weight, temporal_weight: docs/ART.md)
-    "cool-tide": "35b62f7ba79e1ddd", "deep-ocean": "e4f1584ccb1d143a", "earth-strata": "9138d0cd1684dacf",
-    "fiery-ember": "e7d3d85738c994b8", "ice-crystal": "b98a81ad19d08703", "mono-lace": "fb2c2414f2aa48d6",
-    "neon-kaleido": "ec3e0d3f210bed4e", "pastel-bloom": "d8fb4fa420cc7547", "warm-sunset": "25bd524d41d23b11",
+    "cool-tide": "e85f74b0c111acd1", "deep-ocean": "373999d01cd2fe2f", "earth-strata": "d4d838d6700dfd7b",
+    "fiery-ember": "770c325d6a59cb1c", "ice-crystal": "cddad1bd2c7e99ca", "mono-lace": "bf8b27e08d5a0a70",
+    "neon-kaleido": "fa2d243749ed1bc7", "pastel-bloom": "9854ba94864898c8", "warm-sunset": "e385b9dcdbd366aa",
+    # every id changed with fft/mfcc_chroma v4 (clear onsets): a feature set's version enters the id
 }
 #: spec keys that came after form-1 ids: an older afx never stored them in style.json or the ledger
 AFTER_FORM_1 = {"encoder": ("channels", "pulse", "motion", "motion_speed", "fold", "mirror"),

@@ -171,8 +171,9 @@ def test_an_evaluate_excerpt_is_the_opening_of_the_whole_tracks_render(tmp_path,
     alone = TemporalMetrics(cut.n_frames, fps=12)
     for batch in render_frames(style, cut, settings, device=torch.device("cpu")):
         alone.update(batch)
-    # the cut-off copy runs the time input 4× faster here: it moves more than the real render's opening
-    assert alone.result(cut.onset, level=cut.channel_values()[:, 2])["motion_energy"] > want["motion_energy"]
+    # the cut-off copy (time input 4× faster, features normalised on its own second) is another video: which of
+    # the two moves more depends on the music, so only the difference is asserted
+    assert alone.result(cut.onset, level=cut.channel_values()[:, 2])["motion_energy"] != want["motion_energy"]
 
 
 def test_afx_evaluate_with_no_styles_fails_and_keeps_the_doc(tmp_path, make_wav, capsys):

@@ -573,20 +573,21 @@ register_default_embeddings(TrackEmbeddings)
 
 # The embedding sets. Version 2 of each: the pulse and drift channels every timeline carries come from the
 # mel HPSS (fft 3); cached version-1 timelines hold the old channels (or none, from before issue 10).
+# Version 3: the pulse counts only onsets above ONSET_FLOOR (fft 4).
 HUB_PACKAGES = ("tensorflow", "tensorflow_hub")
 
 # OpenL3 (music, mel256) 512-D embedding, every `[embeddings] openl3_hop_s`
 register_backend("openl3", lambda: Backend(
     name="openl3", kind="openl3", packages=("openl3",), extra="openl3", sample_rate=48000,
     blocks=(("embedding", int(OPENL3_MODEL["embedding_size"])),), hop_s=setting("openl3_hop_s"), window_s=1.0),
-    version=2)
+    version=3)
 # YAMNet: 521 AudioSet class scores + its 1024-D embedding
 register_backend("yamnet", lambda: Backend(
     name="yamnet", kind="hub", packages=HUB_PACKAGES, extra="tfhub", sample_rate=16000,
     blocks=(("scores", 521), ("embedding", 1024)), hop_s=0.48, window_s=0.96, handle=hub_handle("yamnet")),
-    version=2)
+    version=3)
 # VGGish 128-D embedding
 register_backend("vggish", lambda: Backend(
     name="vggish", kind="hub", packages=HUB_PACKAGES, extra="tfhub", sample_rate=16000,
     blocks=(("embedding", 128),), hop_s=0.96, window_s=0.96, handle=hub_handle("vggish")),
-    version=2)
+    version=3)

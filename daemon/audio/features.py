@@ -47,6 +47,10 @@ SMOOTHING = {"onset": (0.0, 0.08), "energy": (0.02, 0.25), "shape": (0.15, 0.40)
 # 31 ≈ 0.72 s) and this many mel bands (percussive, ≈ 0.35 kHz below 1 kHz like librosa's 31 STFT bins)
 HPSS_KERNEL = (31, 13)
 PULSE_RELEASE_S = 0.12  # the pulse channel falls to 1/e this long after a percussive onset
+# onset columns and the pulse count an onset only above this share of the track's strong onsets (their 99th
+# percentile), and rise from 0 there: a hi-hat tick or a reverb tail under it moves nothing (docs/FEATURES.md)
+ONSET_FLOOR = 0.3
+BEAT_ONSET_S = 0.05  # a tracked beat counts only with an onset above ONSET_FLOOR this close to it
 MOTION_IDLE = 0.03  # drift speed in silence, as a share of the speed at full level (time alone drives it)
 CHANNELS = ("pulse", "drift", "level")  # FeatureTimeline.channels columns
 DEFAULT_EMBEDDING_DIMS = 8  # columns an embedding set (openl3, yamnet, vggish) is reduced to (audio.embedding_dims)
@@ -335,9 +339,9 @@ def condition(column: np.ndarray, *, kind: str, presence: np.ndarray, fps: float
         return column, 0.0, 1.0
     if kind == "energy":  # dB re full scale → level in [0, 1]
         values, centre, scale = energy_level(column), float(np.percentile(column, LOUD_PERCENTILE)), RANGE_DB
-    elif kind == "onset":  # already gated by presence and level: scale by the track's strong onsets
-        centre, scale = 0.0, float(np.percentile(column, 99.0))
-        values = np.clip(column / scale, 0.0, 1.0) if scale > 1e-8 else np.zeros_like(column)
+    elif kind == "onset":  # already gated by presence and level: the clear ones, by the track's strong onsets
+        values, scale = onset_share(column)
+        values, centre = clear_onsets(values), 0.0
     elif kind == "shape":  # z-scored over the frames with signal, faded out where there is none
         present = presence > 0.5
         if present.sum() < 2:
@@ -348,6 +352,21 @@ def condition(column: np.ndarray, *, kind: str, presence: np.ndarray, fps: float
         values, centre, scale = robust_normalise(column)
     attack, release = SMOOTHING.get(kind, (0.0, 0.0))
     return envelope(values, fps=fps, attack_s=attack, release_s=release), centre, scale
+
+
+def onset_share(column: np.ndarray) -> tuple[np.ndarray, float]:
+    """An onset strength over the track's strong onsets (its 99th percentile), clipped to [0, 1]; and that
+    scale. All zeros when the track has no onsets."""
+    scale = float(np.percentile(column, 99.0)) if column.size else 0.0
+    if scale <= 1e-8:
+        return np.zeros_like(column), scale
+    return np.clip(column / scale, 0.0, 1.0), scale
+
+
+def clear_onsets(share: np.ndarray) -> np.ndarray:
+    """Onset shares in [0, 1] → 0 up to ONSET_FLOOR, rising linearly to 1 at a strong onset: weak events
+    (hi-hat ticks, reverb tails, noise) leave the picture alone, clear ones still kick it at full strength."""
+    return np.clip((share - ONSET_FLOOR) / (1.0 - ONSET_FLOOR), 0.0, 1.0)
 
 
 def energy_level(db: np.ndarray) -> np.ndarray:
@@ -401,10 +420,11 @@ def designed_channels(a: Analysis) -> np.ndarray:
     """[n_frames, 3]: pulse, drift and level (lucid-sonic-dreams' split of pulse and motion).
 
     pulse: onsets of the percussive part (HPSS on the mel spectrogram), gated and level-weighted, scaled by
-    the track's strong onsets, jumping at once and falling with PULSE_RELEASE_S. drift: seconds of full-speed
-    motion so far, the integral of MOTION_IDLE + (1 − MOTION_IDLE) · level · (0.6 + 0.4 · tonal change), tonal
-    change being the chroma flux of the harmonic part, so it never stops while there is sound and barely
-    moves in silence. level: the smoothed loudness.
+    the track's strong onsets, the weak ones (below ONSET_FLOOR) dropped, jumping at once and falling with
+    PULSE_RELEASE_S. drift: seconds of full-speed motion so far, the integral of
+    MOTION_IDLE + (1 − MOTION_IDLE) · level · (0.6 + 0.4 · tonal change), tonal change being the chroma flux
+    of the harmonic part, so it never stops while there is sound and barely moves in silence. level: the
+    smoothed loudness.
     """
     gate = a.presence * a.level
     p_mel = librosa.power_to_db(a.mel_power * a.percussive_mask, ref=1.0, amin=AMIN, top_db=TOP_DB)
@@ -416,7 +436,8 @@ def designed_channels(a: Analysis) -> np.ndarray:
         chroma = librosa.feature.chroma_stft(S=a.harmonic_power, sr=a.sr, tuning=0.0)
     chroma = chroma / np.maximum(np.linalg.norm(chroma, axis=0, keepdims=True), 1e-9)
     tonal = np.concatenate([[0.0], 1.0 - np.sum(chroma[:, 1:] * chroma[:, :-1], axis=0)]) * gate
-    tonal, _, _ = condition(a.to_frames(tonal), kind="onset", presence=np.ones(a.n_frames), fps=a.fps)
+    tonal = envelope(onset_share(a.to_frames(tonal))[0], fps=a.fps, attack_s=SMOOTHING["onset"][0],
+                     release_s=SMOOTHING["onset"][1])  # every chord change counts: no ONSET_FLOOR
     tonal = envelope(tonal, fps=a.fps, attack_s=SMOOTHING["shape"][0], release_s=SMOOTHING["shape"][1])
     level = envelope(a.to_frames(a.level), fps=a.fps, attack_s=SMOOTHING["energy"][0],
                      release_s=SMOOTHING["energy"][1])
@@ -465,13 +486,18 @@ def _centroid_rolloff(magnitude: np.ndarray, freqs: np.ndarray, *, roll_percent:
 
 def _beat_envelope(a: Analysis) -> np.ndarray:
     """1 at each detected beat, decaying exponentially until the next; 0 before the first. The tracker runs on
-    the gated onset strength, and a beat where there is no signal (presence < 0.5) is dropped."""
+    the gated onset strength, and a beat where there is no signal (presence < 0.5), or no onset above
+    ONSET_FLOOR within BEAT_ONSET_S, is dropped: the tracker keeps its tempo through sparse passages and
+    would put beats where nothing is heard."""
     if not np.any(a.onset > 0):
         return np.zeros(a.n_frames)
     _, beats = librosa.beat.beat_track(onset_envelope=a.onset, sr=a.sr, hop_length=HOP, units="time")
     beats = np.sort(np.asarray(beats, dtype=np.float64))
     times = librosa.frames_to_time(np.arange(a.presence.size), sr=a.sr, hop_length=HOP)
     beats = beats[np.interp(beats, times, a.presence) >= 0.5]
+    share, _ = onset_share(a.onset)
+    lo, hi = np.searchsorted(times, beats - BEAT_ONSET_S), np.searchsorted(times, beats + BEAT_ONSET_S, side="right")
+    beats = beats[[bool(share[i:max(j, i + 1)].max(initial=0.0) >= ONSET_FLOOR) for i, j in zip(lo, hi)]]
     if beats.size == 0:
         return np.zeros(a.n_frames)
     idx = np.searchsorted(beats, a.frame_times + 0.5 / a.fps, side="right") - 1
@@ -493,8 +519,9 @@ register(FeatureSet(
     name="fft",
     columns=("bass", "mid", "treble", "centroid", "rolloff", "flux", "time", "beat", "rms"),
     extract=_fft,
-    version=3,  # 2: level-aware conditioning, gated onsets and beats, attack/release smoothing; 3: the timeline's
-    # pulse and drift channels come from HPSS on the mel spectrogram (the columns are unchanged)
+    version=4,  # 2: level-aware conditioning, gated onsets and beats, attack/release smoothing; 3: the timeline's
+    # pulse and drift channels come from HPSS on the mel spectrogram (the columns are unchanged); 4: flux, beat
+    # and pulse only count onsets above ONSET_FLOOR
     raw_columns=frozenset({"time", "beat"}),
     kinds={"bass": "energy", "mid": "energy", "treble": "energy", "rms": "energy", "centroid": "shape",
            "rolloff": "shape", "flux": "onset"},
@@ -504,7 +531,8 @@ register(FeatureSet(
     columns=tuple(f"mfcc{i}" for i in range(13)) + tuple(
         f"chroma_{n}" for n in ("C", "Cs", "D", "Ds", "E", "F", "Fs", "G", "Gs", "A", "As", "B")),
     extract=_mfcc_chroma,
-    version=3,  # 2: gated z-scores (zero without signal) and shape smoothing; 3: mel-HPSS channels, as fft 3
+    version=4,  # 2: gated z-scores (zero without signal) and shape smoothing; 3: mel-HPSS channels, as fft 3;
+    # 4: the pulse above ONSET_FLOOR, as fft 4
     kinds={c: "shape" for c in tuple(f"mfcc{i}" for i in range(13)) + tuple(
         f"chroma_{n}" for n in ("C", "Cs", "D", "Ds", "E", "F", "Fs", "G", "Gs", "A", "As", "B"))},
 ))

@@ -4,7 +4,8 @@
 // - the analyser's 2048-point FFT at the context's rate (not librosa's STFT at 22.05 kHz);
 // - the same conditioning rules (docs/FEATURES.md), with statistics over the last AFX_LIVE_MEMORY_S seconds
 //   instead of the whole track: energies are levels over max(loud − 40 dB, −80 dBFS) with loud the recent
-//   95th percentile; the onset is the dB-spectrum flux × presence × level over its recent 99th percentile;
+//   95th percentile; the onset is the dB-spectrum flux × presence × level over its recent 99th percentile,
+//   0 up to ONSET_FLOOR of that and rising to 1 above it (the flux column and the pulse);
 //   centroid and rolloff are tanh(z/2) over recent frames with signal, × presence; presence is the absolute
 //   gate on the RMS (0 at −80 dBFS, 1 from −70); each kind has the renderer's attack/release follower;
 // - beats from an onset threshold (not librosa's beat tracker), none without signal;
@@ -21,6 +22,7 @@ const AFX_LIVE_KINDS = {bass: "energy", mid: "energy", treble: "energy", rms: "e
 const AFX_LIVE_SMOOTHING = {onset: [0, 0.08], energy: [0.02, 0.25], shape: [0.15, 0.40], pulse: [0, 0.12]};
 const AFX_LIVE_FLOOR_DB = -80, AFX_LIVE_GATE_DB = 10, AFX_LIVE_RANGE_DB = 40;  // ABS_FLOOR_DB, GATE_DB, RANGE_DB
 const AFX_LIVE_MOTION_IDLE = 0.03;  // MOTION_IDLE
+const AFX_LIVE_ONSET_FLOOR = 0.3;  // ONSET_FLOOR
 const AFX_LIVE_MEMORY_S = 20;  // the recent past the running statistics look at
 const AFX_LIVE_SAMPLE_S = 0.05;  // how often a value joins that memory
 const AFX_LIVE_BEAT_DECAY_S = 0.15;  // BEAT_DECAY_S
@@ -133,8 +135,9 @@ function afxLive(columns) {
       flux += Math.max(0, Math.max(spectrum[k], -100) - Math.max(previous[k], -100));
     }
     previous = spectrum.slice();
-    const onset = onsetScaled("flux", flux / spectrum.length * presence * rmsLevel, sample);
-    if (onset > 0.6 && presence >= 0.5 && now - lastBeat > 0.25) lastBeat = now;
+    const share = onsetScaled("flux", flux / spectrum.length * presence * rmsLevel, sample);
+    const onset = Math.max(share - AFX_LIVE_ONSET_FLOOR, 0) / (1 - AFX_LIVE_ONSET_FLOOR);  // clear_onsets
+    if (share > 0.6 && presence >= 0.5 && now - lastBeat > 0.25) lastBeat = now;
     // tonal change: flux of a 12-bin chroma folded from 65 Hz – 5 kHz
     const chroma = new Float64Array(12);
     for (let k = Math.ceil(65 / hzPerBin); k < Math.min(power.length, 5000 / hzPerBin); k++) {
