@@ -98,6 +98,8 @@ def _card(meta: dict[str, Any], folder: Path, root: Path) -> str:
     warn = "" if _guided_or_weight_free(guidance) else " <span class=\"warn\">untrained guidance model</span>"
     sim = training.get("mean_similarity")
     preview = (folder / "preview.png").relative_to(root).as_posix()
+    # what training warned about (a reference track missing, a collapse to a flat or still picture)
+    warnings = "".join(f"<div class=\"meta warn\">{html.escape(w)}</div>" for w in training.get("warnings", []))
     guide = ("no CLIP (weight-free terms)" if weight_free else
              f"{guidance.get('clip_model')} / {guidance.get('pretrained')} · similarity "
              f"{'—' if sim is None else f'{sim:.4f}'}")
@@ -106,6 +108,7 @@ def _card(meta: dict[str, Any], folder: Path, root: Path) -> str:
             f"<div class=\"meta\">{html.escape(guide)} · {training.get('seconds', '—')} s · "
             f"{html.escape(str(meta.get('created', ''))[:16])} · id {html.escape(meta['id'])}</div>"
             f"{_palette_row(meta, training.get('metrics') or {})}{_metrics_line(training.get('metrics') or {})}"
+            f"{warnings}"
             f"{_rating_line(folder)}</div></div>")
 
 

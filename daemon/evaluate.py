@@ -71,26 +71,47 @@ def _rms_db(samples: np.ndarray) -> float:
     return float(20 * np.log10(max(float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))), 1e-12)))
 
 
-def measure(style: Style, timeline: FeatureTimeline, *, size: tuple[int, int], fps: int,
-            frames: int | None = None) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """The metrics of the first `frames` frames (default: all) of the track's render (with `render_s`, the
-    seconds spent rendering), and SHEET_MOMENTS frames evenly spread over them (thumbnails)."""
-    started = time.perf_counter()
-    n = timeline.n_frames if frames is None else min(frames, timeline.n_frames)
+def measure_span(style: Style, timeline: FeatureTimeline, *, start: int = 0, stop: int | None = None,
+                 size: tuple[int, int], fps: float,
+                 on_frame: Callable[[int, torch.Tensor], None] | None = None) -> dict[str, Any]:
+    """The metrics of docs/ART.md (and palette match) on frames [start, stop) of the track's render, as they
+    are in the render of the whole track, on the CPU at `size`; `render_s` is the seconds spent rendering
+    alone (not the metrics). `on_frame(index, frame)` sees each frame (index from `start`). The one way the
+    evaluation, the mood board and sweeps measure a style."""
+    stop = timeline.n_frames if stop is None else min(stop, timeline.n_frames)
+    n = stop - start
     metrics = TemporalMetrics(n, fps=fps)
     match = PaletteMatch(style.palette, n)
-    picks = set(np.linspace(0, n - 1, SHEET_MOMENTS).round().astype(int).tolist())
-    thumbs, index = [], 0
-    settings = RenderSettings(width=size[0], height=size[1], fps=fps, device="cpu")
-    for batch in render_frames(style, timeline, settings, device=torch.device("cpu"), stop=n):
+    settings = RenderSettings(width=size[0], height=size[1], fps=int(fps), device="cpu")
+    rendering, index = 0.0, start
+    started = time.perf_counter()
+    for batch in render_frames(style, timeline, settings, device=torch.device("cpu"), start=start, stop=stop):
+        rendering += time.perf_counter() - started
         metrics.update(batch)
         match.update(batch)
-        for frame in batch:
-            if index in picks:
-                thumbs.append(np.asarray(Image.fromarray(frame.numpy()).resize(THUMB)))
-            index += 1
-    return {**metrics.result(timeline.onset[:n], level=timeline.channel_values()[:n, 2]),
-            "palette_match": match.result(), "render_s": round(time.perf_counter() - started, 3)}, thumbs
+        if on_frame is not None:
+            for frame in batch:
+                on_frame(index, frame)
+                index += 1
+        started = time.perf_counter()
+    return {**metrics.result(timeline.onset[start:stop], level=timeline.channel_values()[start:stop, 2]),
+            "palette_match": match.result(), "render_s": rendering}
+
+
+def measure(style: Style, timeline: FeatureTimeline, *, size: tuple[int, int], fps: int,
+            frames: int | None = None) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """`measure_span` of the first `frames` frames (default: all) of the track's render, and SHEET_MOMENTS
+    frames evenly spread over them (thumbnails)."""
+    n = timeline.n_frames if frames is None else min(frames, timeline.n_frames)
+    picks = set(np.linspace(0, n - 1, SHEET_MOMENTS).round().astype(int).tolist())
+    thumbs: list[np.ndarray] = []
+
+    def keep(index: int, frame: torch.Tensor) -> None:
+        if index in picks:
+            thumbs.append(np.asarray(Image.fromarray(frame.numpy()).resize(THUMB)))
+
+    measured = measure_span(style, timeline, stop=n, size=size, fps=fps, on_frame=keep)
+    return {**measured, "render_s": round(measured["render_s"], 3)}, thumbs
 
 
 def check_targets(rows: list[dict[str, Any]]) -> None:

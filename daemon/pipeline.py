@@ -30,6 +30,7 @@ from daemon.audio.features import FeatureTimeline, extract_features
 from daemon.board import write_mood_board, write_sweep_report
 from daemon.config import Limits, ServiceConfig
 from daemon.encode import EncodeSettings, VideoWriter, verify_video
+from daemon.evaluate import measure_span
 from daemon.errors import AfxError, RenderError, TrackRemoved, storage_errors
 from daemon.export.player import check_player_path, write_player
 from daemon.guidance import load_guide
@@ -287,6 +288,11 @@ def train_style(spec: StyleSpec, *, library: Library, ctx: AudioContext = AudioC
     # most energetic stretch, else of the synthetic prior walk: a second or two on a CPU)
     style.training["metrics"] = clip_metrics(style, timelines[0] if timelines else prior_walk(
         spec.audio.features, n_frames=90, fps=spec.render.fps, seed=0, embedding_dims=spec.audio.embedding_dims))
+    collapsed = collapse_warning(spec.name, style.training["metrics"])
+    if collapsed:
+        style.training.setdefault("warnings", []).append(collapsed)
+        log.warning("train.collapsed", warning=collapsed, detail=style.training["metrics"].get("detail"),
+                    motion_energy=style.training["metrics"].get("motion_energy"))
     folder = library.folder_for(spec.name, spec.style_id)
     style.save(folder, extras=lambda scratch: write_training_artifacts(scratch, style, result, timelines))
     clear_checkpoint(checkpoint_dir)
@@ -347,6 +353,26 @@ CLIP_FRAMES = 60  # the comparison clip: this many frames of the track's most en
 CLIP_SIZE = (160, 90)  # ... at this size, rendered on the CPU
 
 
+FLAT_DETAIL = 0.5  # gray levels: a clip whose frames have less detail than this is one flat colour
+STILL_MOTION = 1.0  # gray levels/s: a clip that changes less than this does not move (metrics.motion_energy)
+
+
+def collapse_warning(name: str, metrics: dict[str, Any]) -> str | None:
+    """What to tell the user when a trained style's clip is one flat colour or does not move, else None.
+
+    The keep term (training.collapse_weight) usually prevents this, but not always: in the palette colour mode
+    a network pushed into one flat band of the gradient has no gradient left to climb out with."""
+    detail, motion = metrics.get("detail"), metrics.get("motion_energy")
+    if detail is not None and detail < FLAT_DETAIL:
+        what = f"a flat field of one colour (detail {detail:.2f} gray levels)"
+    elif motion is not None and motion < STILL_MOTION:
+        what = f"a still picture (motion {motion:.2f} gray levels/s on its most energetic clip)"
+    else:
+        return None
+    return (f"style {name!r} trained to {what}: its videos will not show the music. Retrain it with a "
+            "different training.seed, or undo the last change to its [encoder] or [training] settings")
+
+
 def clip_metrics(style: Style, timeline: FeatureTimeline, *, frames: int = CLIP_FRAMES,
                  size: tuple[int, int] = CLIP_SIZE) -> dict[str, Any]:
     """The metrics of docs/ART.md on a short low-resolution clip (mood board, sweep comparisons), plus
@@ -356,21 +382,10 @@ def clip_metrics(style: Style, timeline: FeatureTimeline, *, frames: int = CLIP_
     the render of the whole track: a track's first seconds are often a quiet intro, where a reactive
     style rightly hardly moves and the clip would say nothing about how it meets the music."""
     window = best_window(timeline, seconds=frames / timeline.fps)
-    first, stop = window.start, window.stop
-    n = stop - first
-    settings = RenderSettings(width=size[0], height=size[1], fps=int(timeline.fps), device="cpu")
-    metrics = TemporalMetrics(n, fps=timeline.fps)
-    match = PaletteMatch(style.palette, n)
-    rendering = 0.0
-    started = time.perf_counter()
-    for batch in render_frames(style, timeline, settings, device=torch.device("cpu"), start=first, stop=stop):
-        rendering += time.perf_counter() - started
-        metrics.update(batch)
-        match.update(batch)
-        started = time.perf_counter()
-    return {**metrics.result(timeline.onset[first:stop], level=timeline.channel_values()[first:stop, 2]),
-            "palette_match": match.result(), "palette": palette_colours(style),
-            "render_fps": round(n / rendering, 2) if rendering > 0 else None}
+    measured = measure_span(style, timeline, start=window.start, stop=window.stop, size=size, fps=timeline.fps)
+    rendering = measured.pop("render_s")
+    return {**measured, "palette": palette_colours(style),
+            "render_fps": round((window.stop - window.start) / rendering, 2) if rendering > 0 else None}
 
 
 # ── sweeps ───────────────────────────────────────────────────────────────────────────────────────────────

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import socket
 from pathlib import Path
@@ -293,3 +294,26 @@ def test_random_styles_take_settings_in_their_reference():
         with pytest.raises(StyleError) as e:
             random_from_ref(ref)
         assert message in e.value.user_line(), ref
+
+
+def test_a_style_that_trains_to_a_flat_field_says_so(tmp_path, capsys):
+    """A style whose clip is one flat colour (here: an output layer initialised to zero and a learning rate
+    too small to move it) is saved with a warning that names the problem and the fix, logged, and shown on
+    its mood-board card; a healthy style gets none."""
+    from daemon.library import Library
+    from daemon.pipeline import collapse_warning, train_style
+
+    spec = parse_spec({"prompts": ["fiery reds and oranges"],
+                       "network": {"width": 16, "depth": 2, "color_mode": "palette", "output_gain": 0.0},
+                       "training": {"clip_model": "none", "resolution": 32, "time_points": 2, "iterations": 2,
+                                    "learning_rate": 1e-6},
+                       "render": {"width": 64, "height": 36, "fps": 10}}, path=None, name="flat")
+    style = train_style(spec, library=Library(tmp_path / "library"), device="cpu", allow_download=False)
+    assert style.training["metrics"]["detail"] < 0.5
+    (warning,) = style.training["warnings"]
+    assert "'flat' trained to a flat field of one colour" in warning and "training.seed" in warning
+    assert "train.collapsed" in capsys.readouterr().out
+    assert json.loads((Path(style.folder) / "style.json").read_text())["training"]["warnings"] == [warning]
+    assert html.escape(warning) in (tmp_path / "library" / "index.html").read_text()
+    assert collapse_warning("x", {"detail": 12.0, "motion_energy": 0.2}).startswith("style 'x' trained to a still")
+    assert collapse_warning("x", {"detail": 12.0, "motion_energy": 80.0}) is None
