@@ -170,10 +170,11 @@ PINNED_IDS = {
     "organic-warm": "e777b722ce90c41e", "organic": "d7fb0e37336ef13e",
     # the shipped offline styles (issue 11): palette version 1 enters only the word palette's (cool-tide);
     # retuned for steadiness (feature_scale, pulse, motion, contrast_weight, temporal_weight: docs/ART.md)
-    "cool-tide": "e85f74b0c111acd1", "deep-ocean": "373999d01cd2fe2f", "earth-strata": "d4d838d6700dfd7b",
-    "fiery-ember": "770c325d6a59cb1c", "ice-crystal": "cddad1bd2c7e99ca", "mono-lace": "bf8b27e08d5a0a70",
-    "neon-kaleido": "fa2d243749ed1bc7", "pastel-bloom": "9854ba94864898c8", "warm-sunset": "e385b9dcdbd366aa",
-    # every id changed with fft/mfcc_chroma v4 (clear onsets): a feature set's version enters the id
+    "cool-tide": "f35da9bd65755365", "deep-ocean": "373999d01cd2fe2f", "earth-strata": "d4d838d6700dfd7b",
+    "fiery-ember": "1cee5b249c342933", "ice-crystal": "cddad1bd2c7e99ca", "mono-lace": "bf8b27e08d5a0a70",
+    "neon-kaleido": "928e1e6022a1b0d1", "pastel-bloom": "9854ba94864898c8", "warm-sunset": "e385b9dcdbd366aa",
+    # every id changed with fft/mfcc_chroma v4 (clear onsets): a feature set's version enters the id; cool-tide and
+    # neon-kaleido then retrained with pulse 1.25, fiery-ember with temporal_weight 4
 }
 #: spec keys that came after form-1 ids: an older afx never stored them in style.json or the ledger
 AFTER_FORM_1 = {"encoder": ("channels", "pulse", "motion", "motion_speed", "fold", "mirror"),
