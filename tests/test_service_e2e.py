@@ -221,14 +221,23 @@ class ServiceUnderTest:
     def renders(self) -> list[str]:
         """Every file under renders/, relative, hidden ones included (partial files must not be there), but
         not the store of kept renders (renders/.store/, published by hard links)."""
-        base = self.root / "renders"
-        return sorted(str(p.relative_to(base)) for p in base.rglob("*")
-                      if p.is_file() and STORE not in p.relative_to(base).parts) if base.exists() else []
+        files, _ = self._listing()
+        return sorted(f for f in files if STORE not in PurePosixPath(f).parts)
 
     def partials(self) -> list[str]:
+        files, folders = self._listing()
+        return [p for p in files + folders if ".partial" in p or p.endswith(".tmp")]
+
+    def _listing(self) -> tuple[list[str], list[str]]:
+        """(files, folders) under renders/, relative. The service is running: a folder may vanish or appear
+        between being listed and being read (Path.rglob then raises FileNotFoundError); os.walk skips it."""
         base = self.root / "renders"
-        every = [str(p.relative_to(base)) for p in base.rglob("*")] if base.exists() else []
-        return [p for p in every if ".partial" in p or p.endswith(".tmp")]
+        files, folders = [], []
+        for top, dirs, names in os.walk(base):
+            rel = Path(top).relative_to(base)
+            folders += [str(rel / d) for d in dirs]
+            files += [str(rel / n) for n in names if (Path(top) / n).is_file()]
+        return files, folders
 
 
 @pytest.fixture
